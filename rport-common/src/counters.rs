@@ -1,0 +1,129 @@
+//! Every outcome the XDP program counts, named once for both sides.
+//!
+//! The XDP program bumps `COUNTERS[c as u32]` (a per-CPU array); userspace sums the CPUs
+//! and shows each counter under its [`Counter::name`]. The kamailio column names the
+//! closest statistic Kamailio has (see docs/STATS.md).
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $variant:ident = $name:literal, $group:literal; )*) => {
+        /// One XDP counter: the index of its slot in the `COUNTERS` map.
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Counter {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Counter {
+            /// Every counter, in slot order.
+            pub const ALL: &'static [Counter] = &[ $( Counter::$variant, )* ];
+
+            /// Stable name (JSON field, Prometheus `rport_xdp_<name>_total`).
+            pub const fn name(self) -> &'static str {
+                match self { $( Counter::$variant => $name, )* }
+            }
+
+            /// Group it is shown under in `rport stats`.
+            pub const fn group(self) -> &'static str {
+                match self { $( Counter::$variant => $group, )* }
+            }
+
+            /// One-line meaning, from the doc comment.
+            pub const fn help(self) -> &'static str {
+                match self { $( Counter::$variant => concat!($($doc),*), )* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames the XDP program ran on.
+    Packets = "packets", "traffic";
+    /// Frames that are not UDP to or from a SIP port (passed untouched).
+    NonSip = "non_sip", "traffic";
+    /// SIP requests (UDP to a SIP port) (Kamailio: rcv_requests).
+    SipRequests = "sip_requests", "traffic";
+    /// SIP responses (UDP from a SIP port, payload starts with `SIP/2.0 `) (Kamailio: rcv_replies).
+    SipResponses = "sip_responses", "traffic";
+    /// UDP on a SIP port whose payload is neither a request nor a response.
+    NonSipOnSipPort = "non_sip_on_sip_port", "traffic";
+    /// Keep-alives: CRLF or CRLFCRLF (RFC 5626).
+    KeepaliveCrlf = "keepalive_crlf", "traffic";
+    /// Keep-alives: four zero bytes.
+    KeepaliveZero = "keepalive_zero", "traffic";
+    /// STUN messages on a SIP port (RFC 5389 magic cookie).
+    KeepaliveStun = "keepalive_stun", "traffic";
+    /// IPv6 SIP packets.
+    Ipv6 = "ipv6", "traffic";
+    /// SIP packets with one or two VLAN tags.
+    Vlan = "vlan", "traffic";
+    /// IP fragments on a SIP port (the first one is parsed, all pass).
+    IpFragment = "ip_fragment", "errors";
+    /// Frames cut short inside the Ethernet, VLAN, IP or UDP header, or shorter than the UDP length says (Kamailio: bad_msg_hdr).
+    Truncated = "truncated", "errors";
+    /// SIP requests or responses without a Via in their headers (Kamailio: bad_msg_hdr).
+    NoVia = "no_via", "errors";
+    /// SIP messages whose headers go past the scan window without a Via.
+    ViaBeyondWindow = "via_beyond_window", "errors";
+    /// Top Via present but unusable (no sent-by, no branch, bad port).
+    MalformedVia = "malformed_via", "errors";
+    /// Bindings written (new or refreshed) for a request.
+    BindingRecorded = "binding_recorded", "nat";
+    /// Binding updates the kernel refused.
+    BindingUpdateFailed = "binding_update_failed", "errors";
+    /// Requests whose top Via has an empty `rport`.
+    RportEmpty = "rport_empty", "rewrite";
+    /// Requests whose top Via has `rport=N` already.
+    RportWithValue = "rport_with_value", "rewrite";
+    /// Requests whose top Via has no `rport`.
+    NoRport = "no_rport", "rewrite";
+    /// Requests whose top Via has `received=` already.
+    ReceivedPresent = "received_present", "rewrite";
+    /// Requests whose sent-by host is not the source address.
+    SentByDiffers = "sent_by_differs", "nat";
+    /// Requests whose sent-by port is not the source port.
+    SourcePortDiffers = "source_port_differs", "nat";
+    /// Requests with an RFC 1918 (or IPv6 ULA) sent-by.
+    SentByPrivate = "sent_by_private", "nat";
+    /// Requests with an RFC 6598 (carrier-grade NAT) sent-by.
+    SentByCgnat = "sent_by_cgnat", "nat";
+    /// Requests whose sent-by is a domain name.
+    SentByName = "sent_by_name", "nat";
+    /// Requests from a `--force-rport` network.
+    ForceRport = "force_rport", "rewrite";
+    /// Requests that need no rewrite (no rport, sent-by is the source): passed byte for byte.
+    RequestUnchanged = "request_unchanged", "rewrite";
+    /// Requests handed to the daemon over AF_XDP for the Via rewrite.
+    ToUserspace = "to_userspace", "steering";
+    /// Requests that needed a rewrite but found no AF_XDP socket (daemon gone): passed unrewritten.
+    UserspaceUnavailable = "userspace_unavailable", "errors";
+    /// Responses with no binding for their top Via (passed untouched).
+    ResponseNoBinding = "response_no_binding", "steering";
+    /// Responses already sent to the recorded address and port (rport-aware server): passed.
+    ResponseAlreadyCorrect = "response_already_correct", "steering";
+    /// Responses redirected to the recorded address and port (legacy server).
+    ResponseSteered = "response_steered", "steering";
+    /// Responses not steered because they came in on an outside interface (anti-reflection).
+    ResponseNotFromInside = "response_not_from_inside", "steering";
+    /// Responses not steered because they came from another host than the request went to (anti-reflection).
+    ResponseSourceMismatch = "response_source_mismatch", "steering";
+}
+
+/// Number of counter slots.
+pub const COUNT: u32 = Counter::ALL.len() as u32;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_dense_and_names_unique() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+            assert!(!c.help().is_empty(), "{c:?} has no help");
+            for d in &Counter::ALL[..i] {
+                assert_ne!(c.name(), d.name());
+            }
+            assert!(c.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Types shared by the XDP program (`rport-ebpf`) and the daemon (`rport-userspace`).
+//!
+//! Every map key and value here is `#[repr(C)]`, made only of integers and byte arrays,
+//! with no implicit padding: the kernel and userspace read the same bytes, and a layout
+//! test pins each size and field offset so a change on one side cannot go unnoticed.
+#![no_std]
+
+pub mod counters;
+pub mod hash;
+
+pub use counters::Counter;
+
+/// Names of the maps, as the XDP object defines them and userspace looks them up.
+pub mod maps {
+    /// `LruHashMap<u64, Binding>`: the observed source of each request, by transaction key.
+    pub const BINDINGS: &str = "BINDINGS";
+    /// `PerCpuArray<u64>`: one slot per [`crate::Counter`].
+    pub const COUNTERS: &str = "COUNTERS";
+    /// `HashMap<u16, u8>`: UDP ports that carry SIP (host byte order), value 1.
+    pub const SIP_PORTS: &str = "SIP_PORTS";
+    /// `HashMap<u32, IfaceConf>`: interfaces rport is attached to, by ifindex.
+    pub const IFACES: &str = "IFACES";
+    /// `XskMap`: AF_XDP sockets, at `IfaceConf::slot * MAX_QUEUES + rx queue`.
+    pub const XSKS: &str = "XSKS";
+    /// `LpmTrie<[u8; 16], u8>`: sources treated as if they had sent `;rport` (force-rport).
+    pub const FORCE_RPORT: &str = "FORCE_RPORT";
+}
+
+/// Name of the XDP program in the object file.
+pub const PROGRAM_NAME: &str = "rport";
+
+/// Largest number of rx queues per interface that get an AF_XDP socket.
+pub const MAX_QUEUES: u32 = 64;
+/// Largest number of interfaces one daemon attaches to.
+pub const MAX_IFACES: u32 = 64;
+/// Entries in the XSKMAP.
+pub const XSKMAP_SIZE: u32 = MAX_QUEUES * MAX_IFACES;
+/// Bindings kept (LRU: the oldest go first when the map is full).
+pub const MAX_BINDINGS: u32 = 65_536;
+/// How many bytes of UDP payload the XDP program scans for the top Via. A Via further
+/// in is counted (`via_beyond_window`) and the packet passes untouched.
+pub const SCAN_WINDOW: u32 = 1500;
+/// Default SIP port.
+pub const SIP_PORT: u16 = 5060;
+
+/// Role of an interface, as `rport run` was told.
+pub mod role {
+    /// Where clients and their NATs are: requests come in here.
+    pub const OUTSIDE: u32 = 1;
+    /// Where the SIP servers are: responses come in here, and only these are steered.
+    pub const INSIDE: u32 = 2;
+}
+
+/// Value of the `IFACES` map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceConf {
+    /// Index of this interface's block of [`MAX_QUEUES`] entries in the XSKMAP.
+    pub slot: u32,
+    /// [`role::OUTSIDE`] or [`role::INSIDE`].
+    pub role: u32,
+}
+
+/// Flags of a [`Binding`] (and of the scan result they come from).
+pub mod flags {
+    /// The request came over IPv6 (addresses are full 16 bytes, else IPv4-mapped).
+    pub const IPV6: u32 = 1 << 0;
+    /// The top Via has `rport` without a value: the client asks for RFC 3581.
+    pub const RPORT_EMPTY: u32 = 1 << 1;
+    /// The top Via has `rport=N` already.
+    pub const RPORT_VALUE: u32 = 1 << 2;
+    /// The top Via has `received=` already.
+    pub const RECEIVED: u32 = 1 << 3;
+    /// The sent-by host is not the source address (or is a name): `received` is due.
+    pub const SENT_BY_DIFFERS: u32 = 1 << 4;
+    /// The sent-by port (5060 when absent) is not the source port.
+    pub const PORT_DIFFERS: u32 = 1 << 5;
+    /// The sent-by host is an RFC 1918 address (or an IPv6 ULA).
+    pub const SENT_BY_PRIVATE: u32 = 1 << 6;
+    /// The sent-by host is in the RFC 6598 shared space (carrier-grade NAT).
+    pub const SENT_BY_CGNAT: u32 = 1 << 7;
+    /// The sent-by host is a domain name.
+    pub const SENT_BY_NAME: u32 = 1 << 8;
+    /// The source matched a `--force-rport` network.
+    pub const FORCE_RPORT: u32 = 1 << 9;
+    /// The branch starts with the RFC 3261 magic cookie `z9hG4bK`.
+    pub const MAGIC_COOKIE: u32 = 1 << 10;
+    /// Recorded from the first fragment of a fragmented IPv4 datagram.
+    pub const FRAGMENT: u32 = 1 << 11;
+    /// The sent-by host is an IPv6 reference (`[...]`).
+    pub const SENT_BY_V6: u32 = 1 << 12;
+}
+
+/// What the XDP program records for each SIP request: the value of the `BINDINGS` map.
+///
+/// Keyed by [`hash::transaction_key`] of the top Via, so the response (which carries the
+/// same top Via) finds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// Source address the request came from (IPv4-mapped `::ffff:a.b.c.d` for IPv4).
+    pub src_addr: [u8; 16],
+    /// Destination the request was sent to (the server), same encoding.
+    pub dst_addr: [u8; 16],
+    /// `bpf_ktime_get_boot_ns` of the first request with this key.
+    pub first_seen_ns: u64,
+    /// `bpf_ktime_get_boot_ns` of the latest request with this key.
+    pub last_seen_ns: u64,
+    /// Observed source port (host byte order).
+    pub src_port: u16,
+    /// Destination port of the request (host byte order).
+    pub dst_port: u16,
+    /// Port in the sent-by (5060 when absent), host byte order.
+    pub sent_by_port: u16,
+    /// Outer VLAN id (0: untagged).
+    pub vlan: u16,
+    /// Inner VLAN id of a double-tagged frame (0: none).
+    pub vlan_inner: u16,
+    /// Padding made explicit, always 0.
+    pub _pad: u16,
+    /// Interface the request came in on.
+    pub ifindex: u32,
+    /// [`flags`].
+    pub flags: u32,
+    /// How many requests with this key were seen (retransmissions count too).
+    pub requests: u32,
+    /// The sent-by IPv4 address when it is an IPv4 literal (network byte order), else 0.
+    pub sent_by_v4: [u8; 4],
+    /// Explicit tail padding, always 0.
+    pub _reserved: u32,
+}
+
+impl Binding {
+    /// The observed source as a socket address.
+    #[cfg(feature = "user")]
+    pub fn source(&self) -> core::net::SocketAddr {
+        core::net::SocketAddr::new(addr_from_16(&self.src_addr), self.src_port)
+    }
+    /// The server the request was sent to.
+    #[cfg(feature = "user")]
+    pub fn destination(&self) -> core::net::SocketAddr {
+        core::net::SocketAddr::new(addr_from_16(&self.dst_addr), self.dst_port)
+    }
+}
+
+/// Decodes the 16-byte address encoding used in the maps (IPv4-mapped for IPv4).
+#[cfg(feature = "user")]
+pub fn addr_from_16(a: &[u8; 16]) -> core::net::IpAddr {
+    let v6 = core::net::Ipv6Addr::from(*a);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => core::net::IpAddr::V4(v4),
+        None => core::net::IpAddr::V6(v6),
+    }
+}
+
+/// Encodes an address for the maps (IPv4-mapped for IPv4).
+#[cfg(feature = "user")]
+pub fn addr_to_16(a: core::net::IpAddr) -> [u8; 16] {
+    match a {
+        core::net::IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        core::net::IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+/// Key of the `FORCE_RPORT` LPM trie: prefix length in bits over the 16-byte encoding.
+pub const V4_MAPPED_PREFIX_BITS: u32 = 96;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all three are repr(C), integers and byte arrays only, no padding (see the
+    // layout tests below), so every bit pattern is valid.
+    unsafe impl aya::Pod for super::Binding {}
+    unsafe impl aya::Pod for super::IfaceConf {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn binding_layout_is_pinned() {
+        assert_eq!(size_of::<Binding>(), 80);
+        assert_eq!(offset_of!(Binding, src_addr), 0);
+        assert_eq!(offset_of!(Binding, dst_addr), 16);
+        assert_eq!(offset_of!(Binding, first_seen_ns), 32);
+        assert_eq!(offset_of!(Binding, last_seen_ns), 40);
+        assert_eq!(offset_of!(Binding, src_port), 48);
+        assert_eq!(offset_of!(Binding, dst_port), 50);
+        assert_eq!(offset_of!(Binding, sent_by_port), 52);
+        assert_eq!(offset_of!(Binding, vlan), 54);
+        assert_eq!(offset_of!(Binding, vlan_inner), 56);
+        assert_eq!(offset_of!(Binding, ifindex), 60);
+        assert_eq!(offset_of!(Binding, flags), 64);
+        assert_eq!(offset_of!(Binding, requests), 68);
+        assert_eq!(offset_of!(Binding, sent_by_v4), 72);
+        assert_eq!(offset_of!(Binding, _reserved), 76);
+        assert_eq!(core::mem::align_of::<Binding>(), 8);
+    }
+
+    #[test]
+    fn iface_conf_layout_is_pinned() {
+        assert_eq!(size_of::<IfaceConf>(), 8);
+        assert_eq!(offset_of!(IfaceConf, role), 4);
+    }
+
+    #[test]
+    fn binding_round_trips_through_bytes() {
+        let b = Binding {
+            src_addr: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 203, 0, 113, 1],
+            dst_addr: [0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9],
+            first_seen_ns: 1,
+            last_seen_ns: 0x0102_0304_0506_0708,
+            src_port: 32415,
+            dst_port: 5060,
+            sent_by_port: 5060,
+            vlan: 100,
+            vlan_inner: 200,
+            _pad: 0,
+            ifindex: 7,
+            flags: flags::RPORT_EMPTY | flags::SENT_BY_PRIVATE,
+            requests: 3,
+            sent_by_v4: [192, 168, 1, 50],
+            _reserved: 0,
+        };
+        // SAFETY: Binding is repr(C) plain data; reading it as bytes and back is what the
+        // kernel does with map values.
+        let bytes: [u8; 80] = unsafe { core::mem::transmute(b) };
+        let back: Binding = unsafe { core::mem::transmute(bytes) };
+        assert_eq!(b, back);
+        assert_eq!(&bytes[48..50], &32415u16.to_ne_bytes());
+        assert_eq!(&bytes[72..76], &[192, 168, 1, 50]);
+    }
+}

@@ -1,0 +1,67 @@
+//! The daemon's own counters (the XDP program's are in `rport_common::Counter`).
+//!
+//! Each forwarding thread owns one [`DaemonStats`] and bumps it with relaxed atomic adds
+//! on its own cache lines; `rport stats` sums them. No locks on the hot path.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! daemon_counters {
+    ($( $(#[doc = $doc:literal])* $field:ident = $group:literal; )*) => {
+        /// Counters of one forwarding thread.
+        #[derive(Default, Debug)]
+        #[repr(align(64))]
+        pub struct DaemonStats {
+            $( $(#[doc = $doc])* pub $field: AtomicU64, )*
+        }
+
+        impl DaemonStats {
+            /// (name, group, help) of every field, in order.
+            pub const FIELDS: &'static [(&'static str, &'static str, &'static str)] = &[
+                $( (stringify!($field), $group, concat!($($doc),*)), )*
+            ];
+
+            /// Current values, in [`Self::FIELDS`] order.
+            pub fn values(&self) -> Vec<u64> {
+                vec![ $( self.$field.load(Ordering::Relaxed), )* ]
+            }
+        }
+    };
+}
+
+daemon_counters! {
+    /// Frames received over AF_XDP.
+    rx_frames = "traffic";
+    /// Requests whose top Via was rewritten (Kamailio: fwd_requests).
+    rewritten = "rewrite";
+    /// `received=` parameters added or replaced.
+    received_added = "rewrite";
+    /// `rport` values filled in or replaced.
+    rport_filled = "rewrite";
+    /// Requests handed over that needed no change, forwarded byte for byte.
+    unchanged = "rewrite";
+    /// Packets sent on toward the server (Kamailio: fwd_requests).
+    forwarded = "traffic";
+    /// Rewritten requests larger than the egress MTU, sent as fragments.
+    fragmented = "traffic";
+    /// Frames that are not a SIP message the rewrite accepts; forwarded unchanged (Kamailio: bad_msg_hdr).
+    rewrite_errors = "errors";
+    /// Rewritten requests that no longer fit the frame; forwarded unchanged.
+    no_room = "errors";
+    /// Frames that could not be parsed down to UDP (dropped: the XDP program vetted them, so this should stay 0) (Kamailio: drop_requests).
+    bad_frames = "errors";
+    /// sendmmsg failures (packets lost) (Kamailio: err_requests).
+    send_errors = "errors";
+    /// Times the fill ring had no free frame to give back to the kernel.
+    fill_starved = "errors";
+    /// Receive batches processed.
+    batches = "steering";
+    /// Nanoseconds spent processing received batches.
+    busy_ns = "steering";
+}
+
+impl DaemonStats {
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,61 @@
+//! `rport`: the command line. Each subcommand lives in its own module of the library.
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use rport_userspace::{control, daemon, loader, rewrite};
+
+#[derive(Parser)]
+#[command(name = "rport", version, about = "Kernel-bypass SIP NAT helper (RFC 3581) for edge gateways")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Load the XDP program on the gateway's interfaces and run the daemon.
+    Run(daemon::RunArgs),
+    /// Show the counters of the running daemon.
+    Stats(control::StatsArgs),
+    /// Show the live bindings (observed source of each client transaction).
+    Bindings(control::BindingsArgs),
+    /// Rewrite one SIP message (stdin → stdout) as rport would forward it.
+    Rewrite {
+        /// The source address and port the message was observed from.
+        #[arg(long, value_name = "ADDR:PORT")]
+        source: SocketAddr,
+        /// Behave as if the client had sent `;rport`.
+        #[arg(long)]
+        force_rport: bool,
+    },
+    /// Check that this machine can run rport (privileges, kernel, bpffs).
+    Check,
+    /// Run the XDP program over the packets of a pcap file and report what it does.
+    Replay {
+        /// A pcap file (Ethernet link type).
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Run(args) => daemon::run(args),
+        Cmd::Stats(args) => control::stats_cmd(args),
+        Cmd::Bindings(args) => control::bindings_cmd(args),
+        Cmd::Rewrite { source, force_rport } => return rewrite::run_cli(source, force_rport),
+        Cmd::Check => loader::check(),
+        Cmd::Replay { file, json } => loader::replay(&file, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the whole chain of causes, no backtrace.
+            eprintln!("rport: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

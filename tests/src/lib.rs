@@ -1,0 +1,1 @@
+//! Integration test support: crafted packets, the XDP program under BPF_PROG_TEST_RUN, network namespaces.
