@@ -90,6 +90,8 @@ counters! {
     SentByName = "sent_by_name", "nat";
     /// Requests from a `--force-rport` network.
     ForceRport = "force_rport", "rewrite";
+    /// Requests arriving on an inside interface (server toward client): passed, not recorded.
+    RequestFromInside = "request_from_inside", "steering";
     /// Requests that need no rewrite (no rport, sent-by is the source): passed byte for byte.
     RequestUnchanged = "request_unchanged", "rewrite";
     /// Requests handed to the daemon over AF_XDP for the Via rewrite.

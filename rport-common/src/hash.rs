@@ -27,24 +27,43 @@ pub const fn bytes(mut h: u64, s: &[u8]) -> u64 {
     h
 }
 
-/// Separator mixed in between fields, so ("ab","c") and ("a","bc") differ.
-pub const SEPARATOR: u8 = 0xff;
+/// Combines the per-field hashes into the transaction key.
+///
+/// The fields are hashed separately (each from [`FNV_OFFSET`]) because the XDP scanner
+/// meets them in wire order (sent-by, then branch, Call-ID anywhere) and cannot chain them;
+/// they are then mixed position-dependently, so swapping fields changes the key.
+#[inline(always)]
+pub fn combine(branch: u64, magic_cookie: bool, host: u64, port: u16, call_id: u64) -> u64 {
+    if magic_cookie {
+        return branch;
+    }
+    let mut h = branch;
+    h = (h ^ host.rotate_left(21)).wrapping_mul(FNV_PRIME);
+    h = (h ^ (port as u64).rotate_left(42)).wrapping_mul(FNV_PRIME);
+    (h ^ call_id.rotate_left(13)).wrapping_mul(FNV_PRIME)
+}
 
 /// The key of a transaction. `sent_by_host` is the host text as written (brackets of an
 /// IPv6 reference included), `sent_by_port` the port number (0 when absent), `call_id`
-/// the Call-ID value without surrounding whitespace. The last three only count when the
-/// branch lacks the magic cookie.
+/// the Call-ID value (whitespace in it is skipped, as the XDP scanner does). The last
+/// three only count when the branch lacks the magic cookie.
 pub fn transaction_key(branch: &[u8], sent_by_host: &[u8], sent_by_port: u16, call_id: &[u8]) -> u64 {
-    let h = bytes(FNV_OFFSET, branch);
-    if branch.starts_with(b"z9hG4bK") {
-        return h;
+    let mut c = FNV_OFFSET;
+    let mut i = 0;
+    while i < call_id.len() {
+        let b = call_id[i];
+        if !matches!(b, b' ' | b'\t' | b'\r' | b'\n') {
+            c = step(c, b);
+        }
+        i += 1;
     }
-    let h = step(h, SEPARATOR);
-    let h = bytes(h, sent_by_host);
-    let h = step(h, SEPARATOR);
-    let h = bytes(h, &sent_by_port.to_be_bytes());
-    let h = step(h, SEPARATOR);
-    bytes(h, call_id)
+    combine(
+        bytes(FNV_OFFSET, branch),
+        branch.starts_with(b"z9hG4bK"),
+        bytes(FNV_OFFSET, sent_by_host),
+        sent_by_port,
+        c,
+    )
 }
 
 #[cfg(test)]

@@ -1,13 +1,479 @@
+//! The XDP program: classify, find the top Via, record the binding, pick the verdict.
+//!
+//! Packet logic lives in the library (host-tested); this file is the glue to maps and
+//! helpers. Every outcome bumps exactly the counters named in `rport_common::Counter`, and
+//! every error maps to XDP_PASS in [`verdict_for`]: rport never drops what it does not
+//! understand.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 #[cfg(target_arch = "bpf")]
 mod prog {
-    use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+    use core::ffi::c_void;
+
+    use aya_ebpf::{
+        bindings::{BPF_F_NO_PREALLOC, xdp_action, xdp_md},
+        helpers::generated::{bpf_ktime_get_boot_ns, bpf_loop},
+        macros::{map, xdp},
+        maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap, lpm_trie::Key},
+        programs::XdpContext,
+    };
+    use rport_common::{
+        Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_QUEUES, SCAN_WINDOW,
+        SIP_PORT, XSKMAP_SIZE, counters, flags, role,
+    };
+    use rport_ebpf::{
+        csum,
+        parse::{self, Headers, ParseError},
+        pkt::{MAX_OFFSET, Packet},
+        scan::{Scan, found},
+    };
+
+    #[map(name = "BINDINGS")]
+    static BINDINGS: LruHashMap<u64, Binding> = LruHashMap::with_max_entries(MAX_BINDINGS, 0);
+    #[map(name = "COUNTERS")]
+    static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counters::COUNT, 0);
+    #[map(name = "SIP_PORTS")]
+    static SIP_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(64, 0);
+    #[map(name = "IFACES")]
+    static IFACES: HashMap<u32, IfaceConf> = HashMap::with_max_entries(MAX_IFACES, 0);
+    #[map(name = "XSKS")]
+    static XSKS: XskMap = XskMap::with_max_entries(XSKMAP_SIZE, 0);
+    #[map(name = "FORCE_RPORT")]
+    static FORCE_RPORT: LpmTrie<[u8; 16], u8> =
+        LpmTrie::with_max_entries(256, BPF_F_NO_PREALLOC);
+
+    /// Per-CPU working memory of one program run: the parsed headers and the scanner state.
+    ///
+    /// Why not the stack: the headers do not fit next to everything else in 512 bytes, and
+    /// the scanner state must not either. The verifier tracks constants stored on the stack,
+    /// so a state machine kept there has its fields known exactly at every `bpf_loop`
+    /// iteration; branches on them get predicted, marked precise, and no two iterations
+    /// look alike: the callback never converges ("sequence of 8193 jumps is too complex").
+    /// Loads from a map value are unknown scalars, so the callback verifies once.
+    #[repr(C)]
+    pub struct Work {
+        h: Headers,
+        scan: Scan,
+    }
+
+    #[map(name = "SCRATCH")]
+    static SCRATCH: PerCpuArray<Work> = PerCpuArray::with_max_entries(1, 0);
+
+    /// The XDP context as a [`Packet`].
+    struct Frame<'a>(&'a XdpContext);
+
+    impl Packet for Frame<'_> {
+        #[inline(always)]
+        fn len(&self) -> usize {
+            self.0.data_end() - self.0.data()
+        }
+        #[inline(always)]
+        fn read<T: Copy>(&self, off: usize) -> Option<T> {
+            // Bounding `off` first gives the verifier a finite range for the pointer below.
+            if off > MAX_OFFSET {
+                return None;
+            }
+            let start = self.0.data();
+            if start + off + core::mem::size_of::<T>() > self.0.data_end() {
+                return None;
+            }
+            // SAFETY: in bounds (checked above); unaligned because packet fields are.
+            Some(unsafe { core::ptr::read_unaligned((start + off) as *const T) })
+        }
+    }
+
+    impl Frame<'_> {
+        /// Pointer to a `T` at `off`, bounds-checked.
+        ///
+        /// Safety contract: the caller writes through it before any helper call that can
+        /// move packet data, and only writes plain bytes.
+        #[inline(always)]
+        fn ref_mut_at<T>(&self, off: usize) -> Option<*mut T> {
+            if off > MAX_OFFSET {
+                return None;
+            }
+            let start = self.0.data();
+            if start + off + core::mem::size_of::<T>() > self.0.data_end() {
+                return None;
+            }
+            Some((start + off) as *mut T)
+        }
+    }
+
+    /// An offset read back from [`Headers`], masked to 12 bits. Parsing guarantees offsets
+    /// far below 4096, so the mask changes nothing; it is there because the verifier knows
+    /// nothing of a value loaded from a map, and the compiler may compare a copy of it
+    /// instead of the register that then does the packet arithmetic.
+    #[inline(always)]
+    fn at(x: u16) -> usize {
+        (x & 0x0fff) as usize
+    }
+
+    #[inline(always)]
+    fn count(c: Counter) {
+        if let Some(p) = COUNTERS.get_ptr_mut(c as u32) {
+            // SAFETY: per-CPU slot, no other writer while this program runs on this CPU.
+            unsafe { *p += 1 };
+        }
+    }
+
+    #[inline(always)]
+    fn is_sip_port(port: u16) -> bool {
+        // SAFETY: read-only lookup of a plain u8 value.
+        port == SIP_PORT && unsafe { SIP_PORTS.get(&0) }.is_none()
+            || unsafe { SIP_PORTS.get(&port) }.is_some()
+    }
+
+    /// Everything that makes the program pass a frame without acting on it.
+    #[derive(Clone, Copy)]
+    enum Skip {
+        Parse(ParseError),
+        NotSip,
+        Keepalive(Counter),
+        NotSipOnSipPort,
+    }
+
+    /// One match from outcome to counter; the verdict is always XDP_PASS.
+    #[inline(always)]
+    fn verdict_for(s: Skip) -> u32 {
+        count(match s {
+            Skip::Parse(ParseError::NotUdp) | Skip::NotSip => Counter::NonSip,
+            Skip::Parse(ParseError::Truncated) => Counter::Truncated,
+            Skip::Parse(ParseError::LaterFragment | ParseError::Ipv6Fragment) => {
+                Counter::IpFragment
+            }
+            Skip::Keepalive(c) => c,
+            Skip::NotSipOnSipPort => Counter::NonSipOnSipPort,
+        });
+        xdp_action::XDP_PASS
+    }
 
     #[xdp]
-    pub fn rport(_ctx: XdpContext) -> u32 {
+    pub fn rport(ctx: XdpContext) -> u32 {
+        count(Counter::Packets);
+        let f = Frame(&ctx);
+        let Some(w) = SCRATCH.get_ptr_mut(0) else {
+            return xdp_action::XDP_PASS;
+        };
+        // SAFETY: per-CPU scratch slot, used by this program run only.
+        let w = unsafe { &mut *w };
+        let h = &mut w.h;
+        if let Err(e) = parse::parse(&f, h) {
+            return verdict_for(Skip::Parse(e));
+        }
+        let to_sip = is_sip_port(h.dport);
+        let from_sip = is_sip_port(h.sport);
+        if !to_sip && !from_sip {
+            return verdict_for(Skip::NotSip);
+        }
+        // First bytes of the payload decide what it is.
+        let head: [u8; 8] = match f.read::<[u8; 8]>(at(h.payload)) {
+            Some(b) if h.payload_len >= 8 => b,
+            _ => return keepalive_or_other(&f, h),
+        };
+        let response = from_sip && &head == b"SIP/2.0 ";
+        let request = !response && to_sip && head[0].is_ascii_uppercase();
+        if !response && !request {
+            return keepalive_or_other(&f, h);
+        }
+        if h.short {
+            count(Counter::Truncated);
+        }
+        if h.first_fragment {
+            count(Counter::IpFragment);
+        }
+        if h.ipv6 {
+            count(Counter::Ipv6);
+        }
+        if h.vlan != 0 {
+            count(Counter::Vlan);
+        }
+        count(if response { Counter::SipResponses } else { Counter::SipRequests });
+
+        
+        let n = if h.payload_len as u32 > SCAN_WINDOW { SCAN_WINDOW } else { h.payload_len as u32 };
+        w.scan = Scan::new();
+        let mut lc = LoopCtx { xdp: ctx.ctx, scan: &mut w.scan, off: at(h.payload) as u32, last: n - 1 };
+        // SAFETY: the callback only reads through the context it is handed, bounds-checked.
+        unsafe {
+            bpf_loop(n, scan_step as *mut c_void, &mut lc as *mut LoopCtx as *mut c_void, 0);
+        }
+        let scan = &mut w.scan;
+        scan.finish();
+        if scan.found & found::VIA == 0 {
+            count(if scan.found & found::HEADERS_END == 0 && h.payload_len as u32 > SCAN_WINDOW {
+                Counter::ViaBeyondWindow
+            } else {
+                Counter::NoVia
+            });
+            return xdp_action::XDP_PASS;
+        }
+        if scan.found & found::MALFORMED != 0 {
+            count(Counter::MalformedVia);
+            return xdp_action::XDP_PASS;
+        }
+        let iface = unsafe { IFACES.get(&(ctx.ingress_ifindex() as u32)) }.copied().unwrap_or(
+            IfaceConf { slot: 0, role: role::OUTSIDE },
+        );
+        if response {
+            on_response(&ctx, h, scan, &iface)
+        } else {
+            on_request(&ctx, h, scan, &iface)
+        }
+    }
+
+    /// Keep-alives (RFC 5626 CRLF, four zero bytes, STUN) or something else on a SIP port.
+    #[inline(never)]
+    fn keepalive_or_other(f: &Frame, h: &Headers) -> u32 {
+        let len = h.payload_len as usize;
+        let pl = at(h.payload);
+        let mut k = Skip::NotSipOnSipPort;
+        if len == 2 {
+            if let Some(b) = f.read::<[u8; 2]>(pl) {
+                if b[0] == b'\r' && b[1] == b'\n' {
+                    k = Skip::Keepalive(Counter::KeepaliveCrlf);
+                }
+            }
+        } else if len == 4 {
+            if let Some(b) = f.read::<[u8; 4]>(pl) {
+                let w = u32::from_be_bytes(b);
+                if w == 0x0d0a_0d0a {
+                    k = Skip::Keepalive(Counter::KeepaliveCrlf);
+                } else if w == 0 {
+                    k = Skip::Keepalive(Counter::KeepaliveZero);
+                }
+            }
+        } else if len >= 20 {
+            if let Some(b) = f.read::<[u8; 4]>(pl + 4) {
+                if u32::from_be_bytes(b) == 0x2112_a442 {
+                    k = Skip::Keepalive(Counter::KeepaliveStun);
+                }
+            }
+        }
+        verdict_for(k)
+    }
+
+    /// State handed to the `bpf_loop` callback: the context to read bytes through, where
+    /// the payload starts, and the scanner.
+    #[repr(C)]
+    struct LoopCtx {
+        xdp: *mut xdp_md,
+        /// The scanner, in the per-CPU [`Work`] slot.
+        scan: *mut Scan,
+        off: u32,
+        /// Index of the last byte to scan.
+        last: u32,
+    }
+
+    /// One scanner step per `bpf_loop` iteration: returns 1 to stop.
+    #[inline(never)]
+    unsafe extern "C" fn scan_step(i: u64, lc: *mut c_void) -> i64 {
+        // SAFETY: bpf_loop passes back the pointer to our stack LoopCtx.
+        let lc = unsafe { &mut *(lc as *mut LoopCtx) };
+        let xdp = lc.xdp;
+        // SAFETY: the context pointer the program was called with.
+        let (data, end) = unsafe { ((*xdp).data as usize, (*xdp).data_end as usize) };
+        // Both terms masked: the verifier sees a bounded offset (< 6144) on the very register
+        // used below. `off` < 4096 and `i` < SCAN_WINDOW < 2048 by construction.
+        // Every byte is read as the first of a 2-byte window (the last one as the second):
+        // the compiler turns a 1-byte check `p + 1 > end` into `p >= end`, from which the
+        // verifier learns no range, while `p + 2 > end` keeps a usable one. Both terms are
+        // masked so the offset is bounded on the register that does the arithmetic
+        // (`off` < 4096 and `i` < SCAN_WINDOW < 2048 by construction).
+        let shift = (i as u32 == lc.last) as usize;
+        let off = (lc.off as usize & 0x0fff) + ((i as usize).wrapping_sub(shift) & 0x07ff);
+        if data + off + 2 > end {
+            return 1;
+        }
+        // SAFETY: in bounds (checked above).
+        let w = unsafe { core::ptr::read_unaligned((data + off) as *const [u8; 2]) };
+        let c = if shift == 1 { w[1] } else { w[0] };
+        // SAFETY: points into this CPU's Work slot, alive for the whole program run.
+        let scan = unsafe { &mut *lc.scan };
+        if scan.step(c) { 0 } else { 1 }
+    }
+
+    // Not inlined: a frame of its own keeps each function under the 512-byte stack limit.
+    #[inline(never)]
+    fn on_request(ctx: &XdpContext, h: &Headers, scan: &Scan, iface: &IfaceConf) -> u32 {
+        let mut fl = scan.flags & !(flags::SENT_BY_DIFFERS | flags::PORT_DIFFERS);
+        if h.ipv6 {
+            fl |= flags::IPV6;
+        }
+        if h.first_fragment {
+            fl |= flags::FRAGMENT;
+        }
+        count(if fl & flags::RPORT_EMPTY != 0 {
+            Counter::RportEmpty
+        } else if fl & flags::RPORT_VALUE != 0 {
+            Counter::RportWithValue
+        } else {
+            Counter::NoRport
+        });
+        if fl & flags::RECEIVED != 0 {
+            count(Counter::ReceivedPresent);
+        }
+        let v4 = scan.sent_by_v4();
+        let src_v4 = [h.src[12], h.src[13], h.src[14], h.src[15]];
+        // An IPv6 literal sent-by is not compared here (text forms vary): userspace decides.
+        let v6_literal = h.ipv6 && fl & flags::SENT_BY_V6 != 0;
+        let differs = !v6_literal && (h.ipv6 || v4 != Some(src_v4));
+        if differs {
+            fl |= flags::SENT_BY_DIFFERS;
+            count(Counter::SentByDiffers);
+        }
+        let sent_by_port = if scan.port == 0 { SIP_PORT } else { scan.port as u16 };
+        if sent_by_port != h.sport {
+            fl |= flags::PORT_DIFFERS;
+            count(Counter::SourcePortDiffers);
+        }
+        if fl & flags::SENT_BY_PRIVATE != 0 {
+            count(Counter::SentByPrivate);
+        }
+        if fl & flags::SENT_BY_CGNAT != 0 {
+            count(Counter::SentByCgnat);
+        }
+        if fl & flags::SENT_BY_NAME != 0 {
+            count(Counter::SentByName);
+        }
+        if FORCE_RPORT.get(Key::new(128, h.src)).is_some() {
+            fl |= flags::FORCE_RPORT;
+            count(Counter::ForceRport);
+        }
+        if iface.role == role::INSIDE {
+            // A server's request toward a client: not what rport rewrites.
+            count(Counter::RequestFromInside);
+            return xdp_action::XDP_PASS;
+        }
+
+        let key = scan.key();
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        let (first_seen, requests) = match unsafe { BINDINGS.get(&key) } {
+            Some(old) => (old.first_seen_ns, old.requests.saturating_add(1)),
+            None => (now, 1),
+        };
+        let b = Binding {
+            src_addr: h.src,
+            dst_addr: h.dst,
+            first_seen_ns: first_seen,
+            last_seen_ns: now,
+            src_port: h.sport,
+            dst_port: h.dport,
+            sent_by_port,
+            vlan: h.vlan,
+            vlan_inner: h.vlan_inner,
+            _pad: 0,
+            ifindex: ctx.ingress_ifindex() as u32,
+            flags: fl,
+            requests,
+            sent_by_v4: v4.unwrap_or([0; 4]),
+            _reserved: 0,
+        };
+        count(if BINDINGS.insert(&key, &b, 0).is_ok() {
+            Counter::BindingRecorded
+        } else {
+            Counter::BindingUpdateFailed
+        });
+
+        let wants_rewrite = fl & (flags::RPORT_EMPTY | flags::RPORT_VALUE | flags::FORCE_RPORT) != 0
+            || differs
+            || v6_literal;
+        if !wants_rewrite || h.first_fragment {
+            // Nothing to add, or a fragment (the rewrite needs the whole datagram).
+            count(Counter::RequestUnchanged);
+            return xdp_action::XDP_PASS;
+        }
+        let q = ctx.rx_queue_index();
+        if q >= MAX_QUEUES {
+            count(Counter::UserspaceUnavailable);
+            return xdp_action::XDP_PASS;
+        }
+        // XDP_PASS in the flags: with no socket at this index (daemon stopped or died) the
+        // request goes on through the kernel unrewritten instead of being lost.
+        match XSKS.redirect(iface.slot * MAX_QUEUES + q, xdp_action::XDP_PASS as u64) {
+            Ok(v) => {
+                count(Counter::ToUserspace);
+                v
+            }
+            Err(v) => {
+                count(Counter::UserspaceUnavailable);
+                v
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn on_response(ctx: &XdpContext, h: &Headers, scan: &Scan, iface: &IfaceConf) -> u32 {
+        let f = &Frame(ctx);
+        let key = scan.key();
+        // SAFETY: the value is copied out at once.
+        let b = match unsafe { BINDINGS.get(&key) } {
+            Some(b) => *b,
+            None => {
+                count(Counter::ResponseNoBinding);
+                return xdp_action::XDP_PASS;
+            }
+        };
+        if h.dst == b.src_addr && h.dport == b.src_port {
+            count(Counter::ResponseAlreadyCorrect);
+            return xdp_action::XDP_PASS;
+        }
+        // Anti-reflection: only a response that comes from the server the request went to,
+        // on an inside interface, is ever sent to the recorded source.
+        if iface.role != role::INSIDE {
+            count(Counter::ResponseNotFromInside);
+            return xdp_action::XDP_PASS;
+        }
+        if h.src != b.dst_addr || h.sport != b.dst_port {
+            count(Counter::ResponseSourceMismatch);
+            return xdp_action::XDP_PASS;
+        }
+        if steer(f, h, &b).is_some() {
+            count(Counter::ResponseSteered);
+        } else {
+            count(Counter::Truncated);
+        }
         xdp_action::XDP_PASS
+    }
+
+    /// Rewrites the destination address and port to the binding's, patching the checksums;
+    /// the kernel then routes the response to the client's NAT mapping (RFC 3581 §4).
+    #[inline(always)]
+    fn steer(f: &Frame, h: &Headers, b: &Binding) -> Option<()> {
+        let dport = f.ref_mut_at::<[u8; 2]>(at(h.l4) + 2)?;
+        let ucsum = f.ref_mut_at::<[u8; 2]>(at(h.l4) + 6)?;
+        let new_port = b.src_port.to_be_bytes();
+        // SAFETY: pointers bounds-checked by ref_mut_at; plain byte writes.
+        unsafe {
+            let old_port = *dport;
+            let mut uc = u16::from_be_bytes(*ucsum);
+            if h.ipv6 {
+                let dst = f.ref_mut_at::<[u8; 16]>(at(h.l3) + 24)?;
+                uc = csum::update_words(uc, &*dst, &b.src_addr);
+                uc = csum::update_words(uc, &old_port, &new_port);
+                *dst = b.src_addr;
+            } else {
+                let dst = f.ref_mut_at::<[u8; 4]>(at(h.l3) + 16)?;
+                let ipc = f.ref_mut_at::<[u8; 2]>(at(h.l3) + 10)?;
+                let new = [b.src_addr[12], b.src_addr[13], b.src_addr[14], b.src_addr[15]];
+                let c = csum::update_words(u16::from_be_bytes(*ipc), &*dst, &new);
+                *ipc = c.to_be_bytes();
+                if uc != 0 {
+                    // 0 means "no checksum" for UDP over IPv4: leave it so.
+                    uc = csum::update_words(uc, &*dst, &new);
+                    uc = csum::update_words(uc, &old_port, &new_port);
+                }
+                *dst = new;
+            }
+            if uc == 0 && h.ipv6 {
+                uc = 0xffff;
+            }
+            *dport = new_port;
+            *ucsum = uc.to_be_bytes();
+        }
+        Some(())
     }
 
     #[panic_handler]
@@ -17,4 +483,6 @@ mod prog {
 }
 
 #[cfg(not(target_arch = "bpf"))]
-fn main() {}
+fn main() {
+    eprintln!("rport-xdp is an eBPF program: build it for bpfel-unknown-none (cargo xtask build)");
+}

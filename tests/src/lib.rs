@@ -1,1 +1,2 @@
 //! Integration test support: crafted packets, the XDP program under BPF_PROG_TEST_RUN, network namespaces.
+pub mod xdp;

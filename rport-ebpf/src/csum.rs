@@ -1,0 +1,72 @@
+//! Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//!
+//! A steered response only changes its destination address and port, so the IPv4 header
+//! checksum and the UDP checksum are patched rather than recomputed over the payload.
+
+/// Folds a 32-bit one's-complement sum into 16 bits.
+#[inline(always)]
+pub fn fold(mut s: u32) -> u16 {
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s as u16
+}
+
+/// Updates checksum `hc` (as stored, big-endian value) when a 16-bit word changes from `old`
+/// to `new`: HC' = ~(~HC + ~m + m') (RFC 1624 eqn. 3).
+#[inline(always)]
+pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
+    !fold((!hc as u32) + (!old as u32 & 0xffff) + new as u32)
+}
+
+/// Updates checksum `hc` for a change of a field made of big-endian 16-bit words.
+#[inline(always)]
+pub fn update_words<const N: usize>(mut hc: u16, old: &[u8; N], new: &[u8; N]) -> u16 {
+    let mut i = 0;
+    while i + 1 < N {
+        let o = u16::from_be_bytes([old[i], old[i + 1]]);
+        let n = u16::from_be_bytes([new[i], new[i + 1]]);
+        hc = update16(hc, o, n);
+        i += 2;
+    }
+    hc
+}
+
+/// Full RFC 1071 checksum over `data`, starting from the partial sum `sum` (host use and tests).
+pub fn checksum(data: &[u8], mut sum: u32) -> u16 {
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u16::from_be_bytes([c[0], c[1]]) as u32;
+    }
+    if let [b] = chunks.remainder() {
+        sum += (*b as u32) << 8;
+    }
+    !fold(sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 §3: 0001 f203 f4f5 f6f7 sums to 0xddf2 before complementing.
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(checksum(&d, 0), !0xddf2);
+    }
+
+    #[test]
+    fn incremental_equals_recomputed() {
+        let mut hdr = [
+            0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 10, 192, 168, 1, 50,
+        ];
+        let c = checksum(&hdr, 0);
+        hdr[10..12].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(checksum(&hdr, 0), 0, "a header with its checksum sums to zero");
+        let old: [u8; 4] = hdr[16..20].try_into().unwrap();
+        let new = [203, 0, 113, 1];
+        let patched = update_words(c, &old, &new);
+        hdr[16..20].copy_from_slice(&new);
+        hdr[10..12].copy_from_slice(&[0, 0]);
+        assert_eq!(patched, checksum(&hdr, 0));
+    }
+}
