@@ -1,2 +1,3 @@
 //! Integration test support: crafted packets, the XDP program under BPF_PROG_TEST_RUN, network namespaces.
+pub mod packets;
 pub mod xdp;
