@@ -1,1 +1,205 @@
-fn main() {}
+//! `cargo xtask setup|build|test|demo|bench`: the project's entry points.
+//!
+//! `setup` is idempotent and fast when everything is present, and every other command
+//! runs it first, so a fresh clone needs nothing but `cargo xtask test`.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing need (rust-src, bpf-linker, Debian packages).
+    Setup,
+    /// Build the XDP object and the `rport` binary that embeds it.
+    Build {
+        #[arg(long)]
+        release: bool,
+    },
+    /// Run every test: host unit tests, the XDP fixture table, the namespace tests.
+    Test,
+    /// A phone behind NAT registers through rport to a server that ignores rport.
+    Demo,
+    /// Benchmarks (XDP ns/packet, rewrite ns/message, gateways side by side).
+    Bench {
+        /// What to run: all, xdp, rewrite.
+        #[arg(default_value = "all")]
+        what: String,
+        /// Short run (CI).
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+/// Debian packages the tests and the demo use.
+const DEBIAN_PACKAGES: &[&str] = &["iproute2", "nftables", "sip-tester", "kamailio", "conntrack"];
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root)?;
+    match cli.cmd {
+        Cmd::Setup => setup(),
+        Cmd::Build { release } => {
+            setup()?;
+            build(release)
+        }
+        Cmd::Test => {
+            setup()?;
+            build(false)?;
+            // One test binary at a time keeps the namespace tests from competing for the
+            // two cores; inside a binary, tests run two at a time.
+            run(cargo()
+                .args(["test", "--workspace", "--no-fail-fast", "--", "--test-threads=2"]))
+        }
+        Cmd::Demo => {
+            setup()?;
+            build(false)?;
+            run(cargo().args(["run", "--quiet", "-p", "rport-tests", "--bin", "demo"]))
+        }
+        Cmd::Bench { what, quick } => {
+            setup()?;
+            build(true)?;
+            let mut c = cargo();
+            c.args(["run", "--quiet", "--release", "-p", "rport-tests", "--bin", "bench", "--", &what]);
+            if quick {
+                c.arg("--quick");
+            }
+            run(&mut c)
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn run(c: &mut Command) -> Result<()> {
+    let st = c.status().with_context(|| format!("running {c:?}"))?;
+    if !st.success() {
+        bail!("{c:?} failed: {st}");
+    }
+    Ok(())
+}
+
+fn output(c: &mut Command) -> Result<String> {
+    let o = c.output().with_context(|| format!("running {c:?}"))?;
+    if !o.status.success() {
+        bail!("{c:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn build(release: bool) -> Result<()> {
+    // The userspace build script compiles the eBPF crate, so one cargo call rebuilds both,
+    // and the embedded object is never older than its source.
+    let mut c = cargo();
+    c.args(["build", "--workspace", "--bins"]);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)
+}
+
+fn setup() -> Result<()> {
+    // 1. A nightly toolchain with rust-src, for -Z build-std=core on bpfel-unknown-none.
+    let vv = output(Command::new("rustup").args(["run", "nightly", "rustc", "-vV"]))
+        .context("a nightly toolchain is needed to build the XDP program (rustup toolchain install nightly)")?;
+    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    if !installed.lines().any(|l| l.starts_with("rust-src")) {
+        eprintln!("setup: adding rust-src to the nightly toolchain");
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    // 2. bpf-linker built against the nightly's own libLLVM (same LLVM as the rustc that
+    //    emits the bitcode; a mismatch fails at link time with cryptic errors).
+    let llvm = vv
+        .lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .context("rustc +nightly -vV printed no LLVM version")?
+        .trim()
+        .to_string();
+    let major = llvm.split('.').next().unwrap_or_default().to_string();
+    let sysroot = output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
+    let sysroot = PathBuf::from(sysroot.trim());
+    let libllvm = std::fs::read_dir(sysroot.join("lib"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
+        .context("the nightly toolchain has no libLLVM.so.* to build bpf-linker against")?;
+    if !bpf_linker_matches(&libllvm) {
+        eprintln!("setup: installing bpf-linker against the nightly's LLVM {llvm}");
+        // Not /tmp: the linker keeps a run path into this folder, so it must outlive reboots.
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let prefix = home.join(".cache/rport").join(format!("llvm-{llvm}"));
+        let lib = prefix.join("lib");
+        std::fs::create_dir_all(&lib)?;
+        for name in ["libLLVM.so".to_string(), libllvm.file_name().unwrap().to_string_lossy().into_owned()] {
+            let link = lib.join(&name);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&libllvm, &link)?;
+        }
+        run(cargo()
+            .env("LLVM_PREFIX", &prefix)
+            .args(["install", "bpf-linker", "--version", "^0.13", "--no-default-features", "--features"])
+            .arg(format!("llvm-{major}")))?;
+        if !bpf_linker_matches(&libllvm) {
+            bail!("bpf-linker was installed but does not link {}", libllvm.display());
+        }
+    }
+    // 3. Debian packages for the namespace tests and the demo.
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .output()
+                .map(|o| !String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(true)
+        })
+        .collect();
+    if !missing.is_empty() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { geteuid() } != 0 {
+            eprintln!("setup: not root, cannot install {missing:?}: the namespace tests will say they skip");
+        } else {
+            eprintln!("setup: installing {missing:?}");
+            run(Command::new("apt-get").args(["update", "-qq"]))?;
+            run(Command::new("apt-get")
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(&missing))?;
+        }
+    }
+    Ok(())
+}
+
+/// True when `bpf-linker` runs and is dynamically linked to exactly this libLLVM.
+fn bpf_linker_matches(libllvm: &Path) -> bool {
+    let Ok(path) = output(Command::new("sh").args(["-c", "command -v bpf-linker"])) else {
+        return false;
+    };
+    let Ok(ldd) = output(Command::new("ldd").arg(path.trim())) else {
+        return false;
+    };
+    let name = libllvm.file_name().unwrap().to_string_lossy();
+    !ldd.contains("not found") && ldd.contains(name.as_ref())
+}
+
+unsafe extern "C" {
+    fn geteuid() -> u32;
+}
