@@ -125,7 +125,11 @@ mod tests {
             for d in &Counter::ALL[..i] {
                 assert_ne!(c.name(), d.name());
             }
-            assert!(c.name().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+            assert!(
+                c.name()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
         }
     }
 }

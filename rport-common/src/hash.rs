@@ -47,7 +47,12 @@ pub fn combine(branch: u64, magic_cookie: bool, host: u64, port: u16, call_id: u
 /// IPv6 reference included), `sent_by_port` the port number (0 when absent), `call_id`
 /// the Call-ID value (whitespace in it is skipped, as the XDP scanner does). The last
 /// three only count when the branch lacks the magic cookie.
-pub fn transaction_key(branch: &[u8], sent_by_host: &[u8], sent_by_port: u16, call_id: &[u8]) -> u64 {
+pub fn transaction_key(
+    branch: &[u8],
+    sent_by_host: &[u8],
+    sent_by_port: u16,
+    call_id: &[u8],
+) -> u64 {
     let mut c = FNV_OFFSET;
     let mut i = 0;
     while i < call_id.len() {
@@ -83,7 +88,10 @@ mod tests {
         let a = transaction_key(b"z9hG4bK-1", b"192.168.1.50", 5060, b"abc");
         let b = transaction_key(b"z9hG4bK-1", b"10.0.0.1", 0, b"");
         assert_eq!(a, b);
-        assert_ne!(a, transaction_key(b"z9hG4bK-2", b"192.168.1.50", 5060, b"abc"));
+        assert_ne!(
+            a,
+            transaction_key(b"z9hG4bK-2", b"192.168.1.50", 5060, b"abc")
+        );
     }
 
     #[test]
@@ -92,6 +100,9 @@ mod tests {
         assert_ne!(a, transaction_key(b"1234", b"192.168.1.51", 5060, b"abc"));
         assert_ne!(a, transaction_key(b"1234", b"192.168.1.50", 5061, b"abc"));
         assert_ne!(a, transaction_key(b"1234", b"192.168.1.50", 5060, b"abd"));
-        assert_ne!(transaction_key(b"ab", b"c", 0, b""), transaction_key(b"a", b"bc", 0, b""));
+        assert_ne!(
+            transaction_key(b"ab", b"c", 0, b""),
+            transaction_key(b"a", b"bc", 0, b"")
+        );
     }
 }

@@ -57,11 +57,16 @@ mod tests {
     #[test]
     fn incremental_equals_recomputed() {
         let mut hdr = [
-            0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 10, 192, 168, 1, 50,
+            0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 10, 192, 168, 1,
+            50,
         ];
         let c = checksum(&hdr, 0);
         hdr[10..12].copy_from_slice(&c.to_be_bytes());
-        assert_eq!(checksum(&hdr, 0), 0, "a header with its checksum sums to zero");
+        assert_eq!(
+            checksum(&hdr, 0),
+            0,
+            "a header with its checksum sums to zero"
+        );
         let old: [u8; 4] = hdr[16..20].try_into().unwrap();
         let new = [203, 0, 113, 1];
         let patched = update_words(c, &old, &new);

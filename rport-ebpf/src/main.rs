@@ -19,8 +19,8 @@ mod prog {
         programs::XdpContext,
     };
     use rport_common::{
-        Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_QUEUES, SCAN_WINDOW,
-        SIP_PORT, XSKMAP_SIZE, counters, flags, role,
+        Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_QUEUES, SCAN_WINDOW, SIP_PORT,
+        XSKMAP_SIZE, counters, flags, role,
     };
     use rport_ebpf::{
         csum,
@@ -40,8 +40,7 @@ mod prog {
     #[map(name = "XSKS")]
     static XSKS: XskMap = XskMap::with_max_entries(XSKMAP_SIZE, 0);
     #[map(name = "FORCE_RPORT")]
-    static FORCE_RPORT: LpmTrie<[u8; 16], u8> =
-        LpmTrie::with_max_entries(256, BPF_F_NO_PREALLOC);
+    static FORCE_RPORT: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(256, BPF_F_NO_PREALLOC);
 
     /// Per-CPU working memory of one program run: the parsed headers and the scanner state.
     ///
@@ -189,33 +188,55 @@ mod prog {
         if h.vlan != 0 {
             count(Counter::Vlan);
         }
-        count(if response { Counter::SipResponses } else { Counter::SipRequests });
+        count(if response {
+            Counter::SipResponses
+        } else {
+            Counter::SipRequests
+        });
 
-        
-        let n = if h.payload_len as u32 > SCAN_WINDOW { SCAN_WINDOW } else { h.payload_len as u32 };
+        let n = if h.payload_len as u32 > SCAN_WINDOW {
+            SCAN_WINDOW
+        } else {
+            h.payload_len as u32
+        };
         w.scan = Scan::new();
-        let mut lc = LoopCtx { xdp: ctx.ctx, scan: &mut w.scan, off: at(h.payload) as u32, last: n - 1 };
+        let mut lc = LoopCtx {
+            xdp: ctx.ctx,
+            scan: &mut w.scan,
+            off: at(h.payload) as u32,
+            last: n - 1,
+        };
         // SAFETY: the callback only reads through the context it is handed, bounds-checked.
         unsafe {
-            bpf_loop(n, scan_step as *mut c_void, &mut lc as *mut LoopCtx as *mut c_void, 0);
+            bpf_loop(
+                n,
+                scan_step as *mut c_void,
+                &mut lc as *mut LoopCtx as *mut c_void,
+                0,
+            );
         }
         let scan = &mut w.scan;
         scan.finish();
         if scan.found & found::VIA == 0 {
-            count(if scan.found & found::HEADERS_END == 0 && h.payload_len as u32 > SCAN_WINDOW {
-                Counter::ViaBeyondWindow
-            } else {
-                Counter::NoVia
-            });
+            count(
+                if scan.found & found::HEADERS_END == 0 && h.payload_len as u32 > SCAN_WINDOW {
+                    Counter::ViaBeyondWindow
+                } else {
+                    Counter::NoVia
+                },
+            );
             return xdp_action::XDP_PASS;
         }
         if scan.found & found::MALFORMED != 0 {
             count(Counter::MalformedVia);
             return xdp_action::XDP_PASS;
         }
-        let iface = unsafe { IFACES.get(&(ctx.ingress_ifindex() as u32)) }.copied().unwrap_or(
-            IfaceConf { slot: 0, role: role::OUTSIDE },
-        );
+        let iface = unsafe { IFACES.get(&(ctx.ingress_ifindex() as u32)) }
+            .copied()
+            .unwrap_or(IfaceConf {
+                slot: 0,
+                role: role::OUTSIDE,
+            });
         if response {
             on_response(&ctx, h, scan, &iface)
         } else {
@@ -323,7 +344,11 @@ mod prog {
             fl |= flags::SENT_BY_DIFFERS;
             count(Counter::SentByDiffers);
         }
-        let sent_by_port = if scan.port == 0 { SIP_PORT } else { scan.port as u16 };
+        let sent_by_port = if scan.port == 0 {
+            SIP_PORT
+        } else {
+            scan.port as u16
+        };
         if sent_by_port != h.sport {
             fl |= flags::PORT_DIFFERS;
             count(Counter::SourcePortDiffers);
@@ -377,7 +402,8 @@ mod prog {
             Counter::BindingUpdateFailed
         });
 
-        let wants_rewrite = fl & (flags::RPORT_EMPTY | flags::RPORT_VALUE | flags::FORCE_RPORT) != 0
+        let wants_rewrite = fl & (flags::RPORT_EMPTY | flags::RPORT_VALUE | flags::FORCE_RPORT)
+            != 0
             || differs
             || v6_literal;
         if !wants_rewrite || h.first_fragment {
@@ -457,7 +483,12 @@ mod prog {
             } else {
                 let dst = f.ref_mut_at::<[u8; 4]>(at(h.l3) + 16)?;
                 let ipc = f.ref_mut_at::<[u8; 2]>(at(h.l3) + 10)?;
-                let new = [b.src_addr[12], b.src_addr[13], b.src_addr[14], b.src_addr[15]];
+                let new = [
+                    b.src_addr[12],
+                    b.src_addr[13],
+                    b.src_addr[14],
+                    b.src_addr[15],
+                ];
                 let c = csum::update_words(u16::from_be_bytes(*ipc), &*dst, &new);
                 *ipc = c.to_be_bytes();
                 if uc != 0 {

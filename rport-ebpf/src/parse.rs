@@ -59,7 +59,9 @@ pub struct Headers {
 /// IPv4-mapped encoding of an IPv4 address.
 #[inline(always)]
 pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
-    [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3]]
+    [
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a[0], a[1], a[2], a[3],
+    ]
 }
 
 /// Parses a frame down to its UDP payload, into `h` (filled in place: on the XDP side it
@@ -106,7 +108,9 @@ pub fn parse<P: Packet>(p: &P, h: &mut Headers) -> Result<(), ParseError> {
         // Options (ihl > 20) are skipped; the UDP read below checks they are all there.
         off += ihl;
     } else if proto == ETH_P_IPV6 {
-        let ip = p.read::<[u8; IPV6_HLEN]>(off).ok_or(ParseError::Truncated)?;
+        let ip = p
+            .read::<[u8; IPV6_HLEN]>(off)
+            .ok_or(ParseError::Truncated)?;
         let next = ip[6];
         let plen = u16::from_be_bytes([ip[4], ip[5]]) as usize;
         h.src.copy_from_slice(&ip[8..24]);

@@ -1,10 +1,38 @@
-//! Control socket and the `stats` / `bindings` commands. (Placeholder: being written.)
+//! The control socket (`rport run` serves it) and the commands that read it (`rport stats`,
+//! `rport bindings`).
+//!
+//! Why a socket and not the pinned maps: `ip netns exec` gives every command a fresh /sys,
+//! so a second command does not see the daemon's bpffs. An abstract unix socket is scoped
+//! by network namespace instead, exactly like the daemon's interfaces: `rport stats` run in
+//! the same namespace (by any means) reaches it, another namespace's daemon does not.
+//! Access is limited to root and the daemon's own user (SO_PEERCRED).
+use std::{
+    io::{BufRead as _, BufReader, Read as _, Write as _},
+    os::{
+        fd::AsRawFd as _,
+        linux::net::SocketAddrExt as _,
+        unix::net::{SocketAddr, UnixListener, UnixStream},
+    },
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use aya::maps::{HashMap, Map, MapData, PerCpuArray};
 use clap::Args;
+use rport_common::{Binding, Counter, flags};
+use serde_json::{Value, json};
+
+use crate::dstats::DaemonStats;
+
+/// Abstract socket name (per network namespace).
+pub const SOCKET_NAME: &str = "rport/control";
 
 /// `rport stats` flags.
 #[derive(Args, Debug)]
 pub struct StatsArgs {
-    /// Machine-readable output.
+    /// Machine-readable output (field names documented in docs/STATS.md).
     #[arg(long)]
     pub json: bool,
     /// Refresh every SECS seconds, with per-second rates.
@@ -18,15 +46,283 @@ pub struct BindingsArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
-    /// Show at most N bindings.
+    /// Show at most N bindings, newest first.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
 }
 
-pub fn stats_cmd(_args: StatsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// What the control server reads from.
+pub struct Sources {
+    pub pin_dir: PathBuf,
+    pub workers: Vec<Arc<DaemonStats>>,
+    pub started: Instant,
 }
 
-pub fn bindings_cmd(_args: BindingsArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+fn open_map(sources: &Sources, name: &str) -> Result<Map> {
+    let data = MapData::from_pin(sources.pin_dir.join(name))
+        .with_context(|| format!("opening pinned map {name}"))?;
+    Ok(Map::from_map_data(data)?)
+}
+
+/// CLOCK_BOOTTIME in ns: the clock of `bpf_ktime_get_boot_ns`.
+pub fn boot_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes into our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn stats_json(s: &Sources) -> Result<Value> {
+    let m = open_map(s, rport_common::maps::COUNTERS)?;
+    let counters: PerCpuArray<MapData, u64> = PerCpuArray::try_from(m)?;
+    let mut xdp = serde_json::Map::new();
+    for c in Counter::ALL {
+        let v: u64 = counters.get(&(*c as u32), 0)?.iter().sum();
+        xdp.insert(c.name().into(), v.into());
+    }
+    let mut daemon = serde_json::Map::new();
+    for (i, (name, _, _)) in DaemonStats::FIELDS.iter().enumerate() {
+        let v: u64 = s.workers.iter().map(|w| w.values()[i]).sum();
+        daemon.insert((*name).into(), v.into());
+    }
+    let bm = open_map(s, rport_common::maps::BINDINGS)?;
+    let bindings: HashMap<MapData, u64, Binding> = HashMap::try_from(bm)?;
+    let live = bindings.keys().filter(|k| k.is_ok()).count();
+    Ok(json!({
+        "uptime_s": s.started.elapsed().as_secs(),
+        "bindings_live": live,
+        "xdp": xdp,
+        "daemon": daemon,
+    }))
+}
+
+fn flag_names(f: u32) -> Vec<&'static str> {
+    let all = [
+        (flags::IPV6, "ipv6"),
+        (flags::RPORT_EMPTY, "rport"),
+        (flags::RPORT_VALUE, "rport=N"),
+        (flags::RECEIVED, "received"),
+        (flags::SENT_BY_DIFFERS, "nat"),
+        (flags::PORT_DIFFERS, "port-changed"),
+        (flags::SENT_BY_PRIVATE, "private"),
+        (flags::SENT_BY_CGNAT, "cgnat"),
+        (flags::SENT_BY_NAME, "name"),
+        (flags::FORCE_RPORT, "force-rport"),
+        (flags::FRAGMENT, "fragment"),
+    ];
+    all.iter()
+        .filter(|(b, _)| f & b != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+fn bindings_json(s: &Sources) -> Result<Value> {
+    let bm = open_map(s, rport_common::maps::BINDINGS)?;
+    let bindings: HashMap<MapData, u64, Binding> = HashMap::try_from(bm)?;
+    let now = boot_ns();
+    let mut v: Vec<(u64, Binding)> = bindings.iter().filter_map(|r| r.ok()).collect();
+    v.sort_by(|a, b| b.1.last_seen_ns.cmp(&a.1.last_seen_ns));
+    Ok(Value::Array(
+        v.iter()
+            .map(|(k, b)| {
+                let sent_by = if b.flags & (flags::SENT_BY_NAME | flags::SENT_BY_V6) == 0 {
+                    format!(
+                        "{}:{}",
+                        std::net::Ipv4Addr::from(b.sent_by_v4),
+                        b.sent_by_port
+                    )
+                } else {
+                    format!("(name or IPv6):{}", b.sent_by_port)
+                };
+                json!({
+                    "key": format!("{k:016x}"),
+                    "source": b.source().to_string(),
+                    "server": b.destination().to_string(),
+                    "sent_by": sent_by,
+                    "age_s": now.saturating_sub(b.last_seen_ns) as f64 / 1e9,
+                    "first_seen_s_ago": now.saturating_sub(b.first_seen_ns) as f64 / 1e9,
+                    "requests": b.requests,
+                    "ifindex": b.ifindex,
+                    "vlan": b.vlan,
+                    "flags": flag_names(b.flags),
+                })
+            })
+            .collect(),
+    ))
+}
+
+fn peer_allowed(stream: &UnixStream) -> bool {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let r = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    // SAFETY: no preconditions.
+    r == 0 && (cred.uid == 0 || cred.uid == unsafe { libc::geteuid() })
+}
+
+/// Binds the control socket; fails clearly if another daemon in this namespace has it.
+pub fn bind() -> Result<UnixListener> {
+    let addr = SocketAddr::from_abstract_name(SOCKET_NAME)?;
+    UnixListener::bind_addr(&addr).context(
+        "binding the control socket: is another `rport run` already running in this network namespace?",
+    )
+}
+
+/// Serves requests until the listener is closed (the daemon exits).
+pub fn serve(listener: UnixListener, sources: Sources) {
+    for conn in listener.incoming() {
+        let Ok(mut stream) = conn else { continue };
+        if !peer_allowed(&stream) {
+            let _ = stream.write_all(b"{\"error\":\"permission denied\"}\n");
+            continue;
+        }
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        if BufReader::new(&stream).read_line(&mut line).is_err() {
+            continue;
+        }
+        let reply = match line.trim() {
+            "stats" => stats_json(&sources),
+            "bindings" => bindings_json(&sources),
+            other => Err(anyhow::anyhow!("unknown request {other:?}")),
+        }
+        .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
+        let _ = writeln!(stream, "{reply}");
+    }
+}
+
+fn request(what: &str) -> Result<Value> {
+    let addr = SocketAddr::from_abstract_name(SOCKET_NAME)?;
+    let mut s = UnixStream::connect_addr(&addr)
+        .context("no rport daemon is running in this network namespace (start `rport run`)")?;
+    writeln!(s, "{what}")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let v: Value = serde_json::from_str(&buf).context("malformed reply from the daemon")?;
+    if let Some(e) = v.get("error") {
+        bail!("daemon: {}", e.as_str().unwrap_or_default());
+    }
+    Ok(v)
+}
+
+/// Renders the stats as a grouped table; with `prev` and `secs`, adds per-second rates.
+pub fn render_table(v: &Value, prev: Option<&Value>, secs: f64) -> String {
+    let mut out = format!(
+        "rport: up {} s, {} live bindings\n",
+        v["uptime_s"].as_u64().unwrap_or(0),
+        v["bindings_live"].as_u64().unwrap_or(0)
+    );
+    let rows: Vec<(&str, &str, &str, &str)> = Counter::ALL
+        .iter()
+        .map(|c| ("xdp", c.group(), c.name(), c.help()))
+        .chain(
+            DaemonStats::FIELDS
+                .iter()
+                .map(|(n, g, h)| ("daemon", *g, *n, *h)),
+        )
+        .collect();
+    for group in ["traffic", "rewrite", "steering", "nat", "errors"] {
+        out.push_str(&format!("\n{}\n", group.to_uppercase()));
+        for (src, g, name, _help) in rows.iter().filter(|r| r.1 == group) {
+            let _ = g;
+            let val = v[*src][*name].as_u64().unwrap_or(0);
+            let rate = prev.map(|p| {
+                let old = p[*src][*name].as_u64().unwrap_or(0);
+                format!("{:>10.1}/s", val.saturating_sub(old) as f64 / secs)
+            });
+            out.push_str(&format!(
+                "  {:<28} {:>14}{}\n",
+                format!("{src}.{name}"),
+                val,
+                rate.unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// `rport stats`.
+pub fn stats_cmd(args: StatsArgs) -> Result<()> {
+    match args.watch {
+        None => {
+            let v = request("stats")?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", render_table(&v, None, 1.0));
+            }
+        }
+        Some(0) => bail!("--watch needs a period of at least 1 second"),
+        Some(secs) => {
+            let mut prev = request("stats")?;
+            loop {
+                std::thread::sleep(Duration::from_secs(secs));
+                let v = request("stats")?;
+                if args.json {
+                    println!("{v}");
+                } else {
+                    print!(
+                        "\x1b[2J\x1b[H{}",
+                        render_table(&v, Some(&prev), secs as f64)
+                    );
+                }
+                prev = v;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rport bindings`.
+pub fn bindings_cmd(args: BindingsArgs) -> Result<()> {
+    let v = request("bindings")?;
+    let list: Vec<Value> = v
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .take(args.limit)
+        .collect();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<22} {:<22} {:>8} {:>5}  FLAGS",
+        "SOURCE (NAT MAPPING)", "SENT-BY", "SERVER", "AGE s", "REQS"
+    );
+    for b in &list {
+        println!(
+            "{:<24} {:<22} {:<22} {:>8.1} {:>5}  {}",
+            b["source"].as_str().unwrap_or(""),
+            b["sent_by"].as_str().unwrap_or(""),
+            b["server"].as_str().unwrap_or(""),
+            b["age_s"].as_f64().unwrap_or(0.0),
+            b["requests"].as_u64().unwrap_or(0),
+            b["flags"]
+                .as_array()
+                .map(|a| a
+                    .iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(","))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
 }

@@ -1,9 +1,129 @@
-//! `rport run`. (Placeholder: being written.)
-use clap::Args;
+//! `rport run`: load and attach, serve the control socket, forward rewritten requests,
+//! detach cleanly on SIGINT/SIGTERM.
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
+use anyhow::{Context as _, Result};
+use aya::programs::XdpMode;
+use clap::{Args, ValueEnum};
+
+use crate::{control, dstats::DaemonStats, loader};
+
+/// XDP attach mode.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Mode {
+    /// Let the kernel choose (native where the driver supports it).
+    Auto,
+    /// Native (driver) XDP; fails where the driver has none.
+    Native,
+    /// Generic (skb) XDP: works everywhere, slower.
+    Skb,
+}
+
+/// `rport run` flags.
 #[derive(Args, Debug)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Interfaces toward the clients and their NATs (requests come in here).
+    #[arg(long, value_name = "IF", num_args = 1.., required = true)]
+    pub outside: Vec<String>,
+    /// Interfaces toward the SIP servers (responses come in here).
+    #[arg(long, value_name = "IF", num_args = 1.., required = true)]
+    pub inside: Vec<String>,
+    /// UDP ports that carry SIP (repeatable).
+    #[arg(long = "sip-port", value_name = "N", default_values_t = [rport_common::SIP_PORT])]
+    pub sip_ports: Vec<u16>,
+    /// XDP attach mode.
+    #[arg(long, value_enum, default_value_t = Mode::Auto)]
+    pub xdp_mode: Mode,
+    /// bpffs directory for the pinned maps (default: /sys/fs/bpf/rport/net-<netns inode>).
+    #[arg(long, value_name = "DIR")]
+    pub pin_path: Option<PathBuf>,
+    /// Treat clients from this network as if they had sent `;rport` (repeatable).
+    #[arg(long = "force-rport", value_name = "CIDR")]
+    pub force_rport: Vec<String>,
+}
 
-pub fn run(_args: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Runs until SIGINT or SIGTERM.
+pub fn run(args: RunArgs) -> Result<()> {
+    let force_rport = args
+        .force_rport
+        .iter()
+        .map(|s| loader::parse_cidr(s))
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = loader::LoadConfig {
+        outside: args.outside,
+        inside: args.inside,
+        sip_ports: args.sip_ports,
+        mode: match args.xdp_mode {
+            Mode::Auto => XdpMode::Default,
+            Mode::Native => XdpMode::Driver,
+            Mode::Skb => XdpMode::Skb,
+        },
+        pin_dir: args.pin_path.unwrap_or_else(loader::default_pin_dir),
+        force_rport,
+    };
+    // The control socket first: a second daemon in this namespace stops here, before it
+    // touches the first one's attachments.
+    let listener = control::bind()?;
+    let loaded = loader::load_and_attach(&cfg)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = crate::forward::start(&loaded, &cfg, &stop)?;
+    let sources = control::Sources {
+        pin_dir: cfg.pin_dir.clone(),
+        workers: workers.stats.clone(),
+        started: Instant::now(),
+    };
+    std::thread::Builder::new()
+        .name("rport-control".into())
+        .spawn(move || control::serve(listener, sources))?;
+    eprintln!(
+        "rport: attached to {} (maps pinned in {}); Ctrl-C to stop",
+        loaded
+            .ifaces
+            .iter()
+            .map(|i| i.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        cfg.pin_dir.display()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        anyhow::Ok(())
+    })
+    .context("waiting for a signal")?;
+    stop.store(true, Ordering::Relaxed);
+    workers.join();
+    // Dropping the program detaches it from every interface.
+    drop(loaded);
+    eprintln!("rport: detached");
+    Ok(())
+}
+
+/// Keeps the forwarding threads' counters alive for the control socket.
+pub struct Workers {
+    pub stats: Vec<Arc<DaemonStats>>,
+    pub handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn join(self) {
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
 }

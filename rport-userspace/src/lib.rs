@@ -13,6 +13,7 @@ pub mod afxdp;
 pub mod control;
 pub mod daemon;
 pub mod dstats;
+pub mod forward;
 pub mod inject;
 pub mod loader;
 pub mod rewrite;

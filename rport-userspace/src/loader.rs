@@ -1,10 +1,275 @@
-//! Loading and attaching the XDP program. (Placeholder: being written.)
-use std::path::Path;
+//! Loading the XDP program, filling its config maps, pinning its state, attaching it.
+use std::{
+    ffi::CString,
+    net::IpAddr,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+};
 
-pub fn check() -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+use anyhow::{Context as _, Result, bail};
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, LpmTrie, MapData, lpm_trie::Key},
+    programs::{Xdp, XdpMode},
+};
+use rport_common::{IfaceConf, PROGRAM_NAME, addr_to_16, maps, role};
+
+/// What `rport run` attaches, and how.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub outside: Vec<String>,
+    pub inside: Vec<String>,
+    pub sip_ports: Vec<u16>,
+    pub mode: XdpMode,
+    /// Directory (on a bpffs) where BINDINGS and COUNTERS are pinned, so that bindings and
+    /// counters survive a restart of the daemon.
+    pub pin_dir: PathBuf,
+    /// Networks whose clients are treated as if they had sent `;rport`.
+    pub force_rport: Vec<(IpAddr, u8)>,
 }
 
-pub fn replay(_file: &Path, _json: bool) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// An interface rport is attached to.
+#[derive(Debug, Clone)]
+pub struct Iface {
+    pub name: String,
+    pub index: u32,
+    pub role: u32,
+    pub slot: u32,
+}
+
+/// The loaded, attached program. Dropping it detaches from every interface.
+pub struct Loaded {
+    pub ebpf: Ebpf,
+    pub ifaces: Vec<Iface>,
+}
+
+/// Interface index, or a clear error.
+pub fn ifindex(name: &str) -> Result<u32> {
+    let c = CString::new(name).context("interface name")?;
+    // SAFETY: valid NUL-terminated string.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if i == 0 {
+        bail!("no interface named {name:?} in this network namespace");
+    }
+    Ok(i)
+}
+
+/// Default pin directory: one per network namespace, so daemons in different namespaces of
+/// one host never share maps, and a restart in the same namespace finds its own.
+pub fn default_pin_dir() -> PathBuf {
+    let ino = std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    PathBuf::from(format!("/sys/fs/bpf/rport/net-{ino}"))
+}
+
+const BPF_FS_MAGIC: i64 = 0xcafe4a11;
+
+fn is_bpffs(p: &Path) -> bool {
+    let Ok(c) = CString::new(p.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: statfs writes into the zeroed struct we own.
+    unsafe {
+        let mut s: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut s) == 0 && s.f_type as i64 == BPF_FS_MAGIC
+    }
+}
+
+/// Makes sure `dir` is on a bpffs, mounting one on /sys/fs/bpf if that is where it goes and
+/// none is there (a fresh `ip netns exec` or container has none), then creates `dir`.
+pub fn ensure_pin_dir(dir: &Path) -> Result<()> {
+    let sysbpf = Path::new("/sys/fs/bpf");
+    if dir.starts_with(sysbpf) && !is_bpffs(sysbpf) {
+        std::fs::create_dir_all(sysbpf).ok();
+        let (src, target, fstype) = (c"bpf", c"/sys/fs/bpf", c"bpf");
+        // SAFETY: valid C strings; mounting a fresh bpffs instance.
+        let r = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if r != 0 {
+            bail!(
+                "mounting bpffs on /sys/fs/bpf: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating pin directory {}", dir.display()))?;
+    let mut p = dir.to_path_buf();
+    while !is_bpffs(&p) {
+        if !p.pop() {
+            bail!(
+                "{} is not on a bpffs (mount -t bpf bpf <dir>)",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn need_root() -> Result<()> {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("needs root (CAP_BPF and CAP_NET_ADMIN) to load and attach the XDP program");
+    }
+    Ok(())
+}
+
+/// Loads the program, fills its maps and attaches it to every interface.
+pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
+    need_root()?;
+    if cfg.outside.is_empty() || cfg.inside.is_empty() {
+        bail!("give at least one --outside and one --inside interface");
+    }
+    if cfg.sip_ports.is_empty() || cfg.sip_ports.contains(&0) {
+        bail!("--sip-port must be 1..65535");
+    }
+    let mut ifaces = Vec::new();
+    for (names, r) in [(&cfg.outside, role::OUTSIDE), (&cfg.inside, role::INSIDE)] {
+        for n in names {
+            if ifaces.iter().any(|i: &Iface| &i.name == n) {
+                bail!("interface {n} given twice");
+            }
+            let slot = ifaces.len() as u32;
+            ifaces.push(Iface {
+                name: n.clone(),
+                index: ifindex(n)?,
+                role: r,
+                slot,
+            });
+        }
+    }
+    ensure_pin_dir(&cfg.pin_dir)?;
+    let bindings_pin = cfg.pin_dir.join(maps::BINDINGS);
+    let counters_pin = cfg.pin_dir.join(maps::COUNTERS);
+    let mut ebpf = EbpfLoader::new()
+        .map_pin_path(maps::BINDINGS, bindings_pin.as_path())
+        .map_pin_path(maps::COUNTERS, counters_pin.as_path())
+        .load(crate::XDP_OBJECT)
+        .context("loading the XDP object (is the kernel built with BPF?)")?;
+    {
+        let mut ports: HashMap<&mut MapData, u16, u8> =
+            HashMap::try_from(ebpf.map_mut(maps::SIP_PORTS).context("SIP_PORTS")?)?;
+        for p in &cfg.sip_ports {
+            ports.insert(p, 1, 0)?;
+        }
+    }
+    {
+        let mut m: HashMap<&mut MapData, u32, IfaceConf> =
+            HashMap::try_from(ebpf.map_mut(maps::IFACES).context("IFACES")?)?;
+        for i in &ifaces {
+            m.insert(
+                i.index,
+                IfaceConf {
+                    slot: i.slot,
+                    role: i.role,
+                },
+                0,
+            )?;
+        }
+    }
+    {
+        let mut m: LpmTrie<&mut MapData, [u8; 16], u8> =
+            LpmTrie::try_from(ebpf.map_mut(maps::FORCE_RPORT).context("FORCE_RPORT")?)?;
+        for (addr, len) in &cfg.force_rport {
+            let bits = match addr {
+                IpAddr::V4(_) => rport_common::V4_MAPPED_PREFIX_BITS + *len as u32,
+                IpAddr::V6(_) => *len as u32,
+            };
+            m.insert(&Key::new(bits, addr_to_16(*addr)), 1, 0)?;
+        }
+    }
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .context("program missing")?
+        .try_into()?;
+    prog.load()
+        .context("the kernel's verifier rejected the XDP program")?;
+    for i in &ifaces {
+        prog.attach(&i.name, cfg.mode).with_context(|| {
+            format!(
+                "attaching XDP to {} ({:?} mode; try --xdp-mode skb)",
+                i.name, cfg.mode
+            )
+        })?;
+    }
+    Ok(Loaded { ebpf, ifaces })
+}
+
+/// Parses `ADDR/LEN` (or a bare address) into a network.
+pub fn parse_cidr(s: &str) -> Result<(IpAddr, u8)> {
+    let (a, l) = s.split_once('/').unwrap_or((s, ""));
+    let addr: IpAddr = a
+        .parse()
+        .with_context(|| format!("{s:?} is not an address or CIDR"))?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len = if l.is_empty() {
+        max
+    } else {
+        l.parse()
+            .with_context(|| format!("bad prefix length in {s:?}"))?
+    };
+    if len > max {
+        bail!("prefix length {len} too long for {addr}");
+    }
+    Ok((addr, len))
+}
+
+/// `rport check`: can this machine run rport?
+pub fn check() -> Result<()> {
+    let mut ok = true;
+    let mut line = |good: bool, what: &str| {
+        println!("{} {what}", if good { "ok  " } else { "FAIL" });
+        ok &= good;
+    };
+    // SAFETY: no preconditions.
+    line(
+        unsafe { libc::geteuid() } == 0,
+        "running as root (CAP_BPF, CAP_NET_ADMIN)",
+    );
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|x| x.parse::<u32>().ok());
+    let (maj, min) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    line(
+        (maj, min) >= (5, 17),
+        &format!("kernel {} (bpf_loop needs 5.17+)", release.trim()),
+    );
+    let bpffs = is_bpffs(Path::new("/sys/fs/bpf"));
+    println!(
+        "{} /sys/fs/bpf is {}a bpffs (rport run mounts one if missing)",
+        if bpffs { "ok  " } else { "note" },
+        if bpffs { "" } else { "not " }
+    );
+    match Ebpf::load(crate::XDP_OBJECT)
+        .map_err(anyhow::Error::from)
+        .and_then(|mut e| {
+            let p: &mut Xdp = e
+                .program_mut(PROGRAM_NAME)
+                .context("program missing")?
+                .try_into()?;
+            p.load()?;
+            Ok(())
+        }) {
+        Ok(()) => line(true, "the XDP program loads and passes the verifier"),
+        Err(e) => line(false, &format!("the XDP program does not load: {e:#}")),
+    }
+    if !ok {
+        bail!("this machine cannot run rport (see FAIL lines)");
+    }
+    Ok(())
+}
+
+/// `rport replay`: not in this build.
+pub fn replay(_file: &Path, _json: bool) -> Result<()> {
+    bail!("replay is not implemented yet")
 }

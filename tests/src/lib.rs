@@ -1,3 +1,4 @@
 //! Integration test support: crafted packets, the XDP program under BPF_PROG_TEST_RUN, network namespaces.
+pub mod ns;
 pub mod packets;
 pub mod xdp;

@@ -11,8 +11,14 @@ use Counter::*;
 const V: &str = "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport";
 /// Counters of a REGISTER with `;rport` and a private sent-by, from a NAT, with no daemon.
 const REQ_NAT: &[Counter] = &[
-    Packets, SipRequests, RportEmpty, SentByDiffers, SourcePortDiffers, SentByPrivate,
-    BindingRecorded, UserspaceUnavailable,
+    Packets,
+    SipRequests,
+    RportEmpty,
+    SentByDiffers,
+    SourcePortDiffers,
+    SentByPrivate,
+    BindingRecorded,
+    UserspaceUnavailable,
 ];
 const NAT_FLAGS: u32 =
     F::RPORT_EMPTY | F::SENT_BY_PRIVATE | F::MAGIC_COOKIE | F::SENT_BY_DIFFERS | F::PORT_DIFFERS;
@@ -58,7 +64,14 @@ fn nat_req(via: &str) -> Vec<u8> {
 }
 
 fn bind(branch: &str, flags: u32) -> Option<Expect> {
-    Some(Expect { key: key(branch), src: v4m(NAT_V4), sport: NAT_PORT, flags, vlan: (0, 0), requests: 1 })
+    Some(Expect {
+        key: key(branch),
+        src: v4m(NAT_V4),
+        sport: NAT_PORT,
+        flags,
+        vlan: (0, 0),
+        requests: 1,
+    })
 }
 
 fn case(name: &str, frame: Vec<u8>, counters: &[Counter], binding: Option<Expect>) -> Case {
@@ -235,27 +248,68 @@ fn table() -> Vec<Case> {
     let full = nat_req(V);
     // (BPF_PROG_TEST_RUN refuses frames shorter than an Ethernet header, as a NIC never
     // delivers them, so the first cut is right after it.)
-    for (cut, what) in [(14, "IPv4 (Ethernet header only)"), (14 + 19, "IPv4"), (14 + 20 + 7, "UDP")] {
-        t.push(case(&format!("cut before the end of the {what} header"), full[..cut].to_vec(), &[Packets, Truncated], None));
+    for (cut, what) in [
+        (14, "IPv4 (Ethernet header only)"),
+        (14 + 19, "IPv4"),
+        (14 + 20 + 7, "UDP"),
+    ] {
+        t.push(case(
+            &format!("cut before the end of the {what} header"),
+            full[..cut].to_vec(),
+            &[Packets, Truncated],
+            None,
+        ));
     }
     let tagged = udp4_vlan(&[7], NAT_V4, NAT_PORT, SERVER_V4, 5060, &register(V));
-    t.push(case("cut inside the VLAN tag", tagged[..16].to_vec(), &[Packets, Truncated], None));
+    t.push(case(
+        "cut inside the VLAN tag",
+        tagged[..16].to_vec(),
+        &[Packets, Truncated],
+        None,
+    ));
     let v6 = udp6(CLIENT_V6, 5060, SERVER_V6, 5060, &register(V));
-    t.push(case("cut inside the IPv6 header", v6[..14 + 39].to_vec(), &[Packets, Truncated], None));
+    t.push(case(
+        "cut inside the IPv6 header",
+        v6[..14 + 39].to_vec(),
+        &[Packets, Truncated],
+        None,
+    ));
 
     // A request from an inside interface (server toward client) is not recorded.
-    let mut c = case("request arriving on an inside interface", nat_req(V), &[Packets, SipRequests, RportEmpty, SentByDiffers, SourcePortDiffers, SentByPrivate, RequestFromInside], None);
+    let mut c = case(
+        "request arriving on an inside interface",
+        nat_req(V),
+        &[
+            Packets,
+            SipRequests,
+            RportEmpty,
+            SentByDiffers,
+            SourcePortDiffers,
+            SentByPrivate,
+            RequestFromInside,
+        ],
+        None,
+    );
     c.role = role::INSIDE;
     t.push(c);
 
     // Retransmission: same branch twice, one binding counting two requests.
-    let mut c = case("retransmission refreshes the same binding", nat_req(V), REQ_NAT, None);
+    let mut c = case(
+        "retransmission refreshes the same binding",
+        nat_req(V),
+        REQ_NAT,
+        None,
+    );
     c.setup = vec![nat_req(V)];
-    c.binding = Some(Expect { requests: 2, ..bind("z9hG4bK-1", NAT_FLAGS).unwrap() });
+    c.binding = Some(Expect {
+        requests: 2,
+        ..bind("z9hG4bK-1", NAT_FLAGS).unwrap()
+    });
     t.push(c);
 
     // Responses: the request (run first) leaves the binding they are matched against.
-    let resp_via = "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;received=203.0.113.1;rport=32415";
+    let resp_via =
+        "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;received=203.0.113.1;rport=32415";
     let mut c = case(
         "response from an rport-aware server, already to the NAT mapping: untouched",
         udp4(SERVER_V4, 5060, NAT_V4, NAT_PORT, &ok_response(resp_via)),
@@ -285,7 +339,13 @@ fn table() -> Vec<Case> {
     t.push(c);
     let mut c = case(
         "legacy response from another host than the request went to: never steered",
-        udp4([198, 51, 100, 99], 5060, PHONE_V4, 5060, &ok_response(resp_via)),
+        udp4(
+            [198, 51, 100, 99],
+            5060,
+            PHONE_V4,
+            5060,
+            &ok_response(resp_via),
+        ),
         &[Packets, SipResponses, ResponseSourceMismatch],
         None,
     );
@@ -294,7 +354,13 @@ fn table() -> Vec<Case> {
     t.push(c);
     let mut c = case(
         "response without a binding",
-        udp4(SERVER_V4, 5060, PHONE_V4, 5060, &ok_response("Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-none")),
+        udp4(
+            SERVER_V4,
+            5060,
+            PHONE_V4,
+            5060,
+            &ok_response("Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-none"),
+        ),
         &[Packets, SipResponses, ResponseNoBinding],
         None,
     );
@@ -305,11 +371,22 @@ fn table() -> Vec<Case> {
 
 fn check_checksums(frame: &[u8]) {
     let p = SlicedPacket::from_ethernet(frame).expect("output parses");
-    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!("not IPv4") };
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
     let hdr = ip.header().to_header();
-    assert_eq!(hdr.header_checksum, hdr.calc_header_checksum(), "IPv4 header checksum");
-    let Some(TransportSlice::Udp(udp)) = &p.transport else { panic!("not UDP") };
-    let want = udp.to_header().calc_checksum_ipv4(&hdr, udp.payload()).unwrap();
+    assert_eq!(
+        hdr.header_checksum,
+        hdr.calc_header_checksum(),
+        "IPv4 header checksum"
+    );
+    let Some(TransportSlice::Udp(udp)) = &p.transport else {
+        panic!("not UDP")
+    };
+    let want = udp
+        .to_header()
+        .calc_checksum_ipv4(&hdr, udp.payload())
+        .unwrap();
     assert_eq!(udp.checksum(), want, "UDP checksum");
 }
 
@@ -332,7 +409,9 @@ fn fixture_table() {
         h.set_role(c.role).unwrap();
         let before_bindings: Vec<u64> = h.bindings().unwrap().iter().map(|(k, _)| *k).collect();
         let before = h.counters().unwrap();
-        let r = h.run(&c.frame).unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
+        let r = h
+            .run(&c.frame)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", c.name));
         let after = h.counters().unwrap();
         let mut errs = Vec::new();
         if r.verdict != c.verdict {
@@ -345,19 +424,29 @@ fn fixture_table() {
         for (i, cnt) in Counter::ALL.iter().enumerate() {
             let d = after[i] - before[i];
             if d != want[i] {
-                errs.push(format!("counter {} moved by {d}, want {}", cnt.name(), want[i]));
+                errs.push(format!(
+                    "counter {} moved by {d}, want {}",
+                    cnt.name(),
+                    want[i]
+                ));
             }
         }
         let bindings = h.bindings().unwrap();
         match &c.binding {
             None => {
-                let new: Vec<_> = bindings.iter().filter(|(k, _)| !before_bindings.contains(k)).collect();
+                let new: Vec<_> = bindings
+                    .iter()
+                    .filter(|(k, _)| !before_bindings.contains(k))
+                    .collect();
                 if !new.is_empty() {
                     errs.push(format!("unexpected binding {new:?}"));
                 }
             }
             Some(e) => match bindings.iter().find(|(k, _)| *k == e.key) {
-                None => errs.push(format!("no binding under key {:#x}; have {bindings:?}", e.key)),
+                None => errs.push(format!(
+                    "no binding under key {:#x}; have {bindings:?}",
+                    e.key
+                )),
                 Some((_, b)) => check_binding(b, e, &mut errs),
             },
         }
@@ -369,10 +458,18 @@ fn fixture_table() {
             }
             Out::Steered(addr, port) => {
                 let p = SlicedPacket::from_ethernet(&r.out).expect("parse output");
-                let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else { panic!() };
-                let Some(TransportSlice::Udp(udp)) = &p.transport else { panic!() };
+                let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+                    panic!()
+                };
+                let Some(TransportSlice::Udp(udp)) = &p.transport else {
+                    panic!()
+                };
                 if ip.header().destination() != addr || udp.destination_port() != port {
-                    errs.push(format!("steered to {:?}:{}", ip.header().destination(), udp.destination_port()));
+                    errs.push(format!(
+                        "steered to {:?}:{}",
+                        ip.header().destination(),
+                        udp.destination_port()
+                    ));
                 }
                 // Only the destination changed: the payload is intact.
                 if udp.payload() != &c.frame[42..] {
@@ -385,22 +482,38 @@ fn fixture_table() {
             failures.push(format!("{}:\n    {}", c.name, errs.join("\n    ")));
         }
     }
-    assert!(failures.is_empty(), "{} of {} rows failed:\n{}", failures.len(), table.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
+    );
     println!("{} fixture rows passed", table.len());
 }
 
 fn check_binding(b: &Binding, e: &Expect, errs: &mut Vec<String>) {
     if b.src_addr != e.src || b.src_port != e.sport {
-        errs.push(format!("binding source {:?}:{} want {:?}:{}", b.src_addr, b.src_port, e.src, e.sport));
+        errs.push(format!(
+            "binding source {:?}:{} want {:?}:{}",
+            b.src_addr, b.src_port, e.src, e.sport
+        ));
     }
     if b.flags != e.flags {
         errs.push(format!("binding flags {:#x} want {:#x}", b.flags, e.flags));
     }
     if (b.vlan, b.vlan_inner) != e.vlan {
-        errs.push(format!("binding vlan {:?} want {:?}", (b.vlan, b.vlan_inner), e.vlan));
+        errs.push(format!(
+            "binding vlan {:?} want {:?}",
+            (b.vlan, b.vlan_inner),
+            e.vlan
+        ));
     }
     if b.requests != e.requests {
-        errs.push(format!("binding requests {} want {}", b.requests, e.requests));
+        errs.push(format!(
+            "binding requests {} want {}",
+            b.requests, e.requests
+        ));
     }
     if b.last_seen_ns < b.first_seen_ns || b.first_seen_ns == 0 {
         errs.push("binding timestamps not set".into());

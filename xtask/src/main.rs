@@ -42,7 +42,13 @@ enum Cmd {
 }
 
 /// Debian packages the tests and the demo use.
-const DEBIAN_PACKAGES: &[&str] = &["iproute2", "nftables", "sip-tester", "kamailio", "conntrack"];
+const DEBIAN_PACKAGES: &[&str] = &[
+    "iproute2",
+    "nftables",
+    "sip-tester",
+    "kamailio",
+    "conntrack",
+];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -59,8 +65,13 @@ fn main() -> Result<()> {
             build(false)?;
             // One test binary at a time keeps the namespace tests from competing for the
             // two cores; inside a binary, tests run two at a time.
-            run(cargo()
-                .args(["test", "--workspace", "--no-fail-fast", "--", "--test-threads=2"]))
+            run(cargo().args([
+                "test",
+                "--workspace",
+                "--no-fail-fast",
+                "--",
+                "--test-threads=2",
+            ]))
         }
         Cmd::Demo => {
             setup()?;
@@ -71,7 +82,17 @@ fn main() -> Result<()> {
             setup()?;
             build(true)?;
             let mut c = cargo();
-            c.args(["run", "--quiet", "--release", "-p", "rport-tests", "--bin", "bench", "--", &what]);
+            c.args([
+                "run",
+                "--quiet",
+                "--release",
+                "-p",
+                "rport-tests",
+                "--bin",
+                "bench",
+                "--",
+                &what,
+            ]);
             if quick {
                 c.arg("--quick");
             }
@@ -81,7 +102,10 @@ fn main() -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
 }
 
 fn cargo() -> Command {
@@ -99,7 +123,10 @@ fn run(c: &mut Command) -> Result<()> {
 fn output(c: &mut Command) -> Result<String> {
     let o = c.output().with_context(|| format!("running {c:?}"))?;
     if !o.status.success() {
-        bail!("{c:?} failed: {}", String::from_utf8_lossy(&o.stderr).trim());
+        bail!(
+            "{c:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
@@ -117,12 +144,25 @@ fn build(release: bool) -> Result<()> {
 
 fn setup() -> Result<()> {
     // 1. A nightly toolchain with rust-src, for -Z build-std=core on bpfel-unknown-none.
-    let vv = output(Command::new("rustup").args(["run", "nightly", "rustc", "-vV"]))
-        .context("a nightly toolchain is needed to build the XDP program (rustup toolchain install nightly)")?;
-    let installed = output(Command::new("rustup").args(["component", "list", "--toolchain", "nightly", "--installed"]))?;
+    let vv = output(Command::new("rustup").args(["run", "nightly", "rustc", "-vV"])).context(
+        "a nightly toolchain is needed to build the XDP program (rustup toolchain install nightly)",
+    )?;
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))?;
     if !installed.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("setup: adding rust-src to the nightly toolchain");
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     // 2. bpf-linker built against the nightly's own libLLVM (same LLVM as the rustc that
     //    emits the bitcode; a mismatch fails at link time with cryptic errors).
@@ -133,31 +173,50 @@ fn setup() -> Result<()> {
         .trim()
         .to_string();
     let major = llvm.split('.').next().unwrap_or_default().to_string();
-    let sysroot = output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
+    let sysroot =
+        output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
     let sysroot = PathBuf::from(sysroot.trim());
     let libllvm = std::fs::read_dir(sysroot.join("lib"))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so.")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so."))
+        })
         .context("the nightly toolchain has no libLLVM.so.* to build bpf-linker against")?;
     if !bpf_linker_matches(&libllvm) {
         eprintln!("setup: installing bpf-linker against the nightly's LLVM {llvm}");
         // Not /tmp: the linker keeps a run path into this folder, so it must outlive reboots.
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
         let prefix = home.join(".cache/rport").join(format!("llvm-{llvm}"));
         let lib = prefix.join("lib");
         std::fs::create_dir_all(&lib)?;
-        for name in ["libLLVM.so".to_string(), libllvm.file_name().unwrap().to_string_lossy().into_owned()] {
+        for name in [
+            "libLLVM.so".to_string(),
+            libllvm.file_name().unwrap().to_string_lossy().into_owned(),
+        ] {
             let link = lib.join(&name);
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(&libllvm, &link)?;
         }
         run(cargo()
             .env("LLVM_PREFIX", &prefix)
-            .args(["install", "bpf-linker", "--version", "^0.13", "--no-default-features", "--features"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                "^0.13",
+                "--no-default-features",
+                "--features",
+            ])
             .arg(format!("llvm-{major}")))?;
         if !bpf_linker_matches(&libllvm) {
-            bail!("bpf-linker was installed but does not link {}", libllvm.display());
+            bail!(
+                "bpf-linker was installed but does not link {}",
+                libllvm.display()
+            );
         }
     }
     // 3. Debian packages for the namespace tests and the demo.
@@ -175,7 +234,9 @@ fn setup() -> Result<()> {
     if !missing.is_empty() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { geteuid() } != 0 {
-            eprintln!("setup: not root, cannot install {missing:?}: the namespace tests will say they skip");
+            eprintln!(
+                "setup: not root, cannot install {missing:?}: the namespace tests will say they skip"
+            );
         } else {
             eprintln!("setup: installing {missing:?}");
             run(Command::new("apt-get").args(["update", "-qq"]))?;
