@@ -17,7 +17,10 @@ fn main() -> anyhow::Result<()> {
         .manifest_path
         .parent()
         .ok_or_else(|| anyhow!("rport-ebpf manifest has no parent"))?;
-    println!("cargo:rerun-if-changed={}", root_dir.parent().unwrap().join("rport-common"));
+    println!(
+        "cargo:rerun-if-changed={}",
+        root_dir.parent().unwrap().join("rport-common")
+    );
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "rport-ebpf",

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use rport_userspace::{control, daemon, loader, rewrite};
 
 #[derive(Parser)]
-#[command(name = "rport", version, about = "Kernel-bypass SIP NAT helper (RFC 3581) for edge gateways")]
+#[command(
+    name = "rport",
+    version,
+    about = "Kernel-bypass SIP NAT helper (RFC 3581) for edge gateways"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -46,7 +50,10 @@ fn main() -> ExitCode {
         Cmd::Run(args) => daemon::run(args),
         Cmd::Stats(args) => control::stats_cmd(args),
         Cmd::Bindings(args) => control::bindings_cmd(args),
-        Cmd::Rewrite { source, force_rport } => return rewrite::run_cli(source, force_rport),
+        Cmd::Rewrite {
+            source,
+            force_rport,
+        } => return rewrite::run_cli(source, force_rport),
         Cmd::Check => loader::check(),
         Cmd::Replay { file, json } => loader::replay(&file, json),
     };

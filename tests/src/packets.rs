@@ -9,8 +9,12 @@ pub const NAT_V4: [u8; 4] = [203, 0, 113, 1];
 pub const NAT_PORT: u16 = 32415;
 pub const SERVER_V4: [u8; 4] = [198, 51, 100, 10];
 pub const PHONE_V4: [u8; 4] = [192, 168, 1, 50];
-pub const CLIENT_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x50];
-pub const SERVER_V6: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10];
+pub const CLIENT_V6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x50,
+];
+pub const SERVER_V6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
 
 /// A REGISTER whose top Via line is `via` (a full header line without CRLF).
 pub fn register(via: &str) -> Vec<u8> {
@@ -29,24 +33,37 @@ pub fn ok_response(via: &str) -> Vec<u8> {
 }
 
 pub fn udp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC).ipv4(src, dst, 64).udp(sport, dport);
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport);
     let mut v = Vec::with_capacity(b.size(payload.len()));
     b.write(&mut v, payload).expect("write");
     v
 }
 
 pub fn udp6(src: [u8; 16], sport: u16, dst: [u8; 16], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC).ipv6(src, dst, 64).udp(sport, dport);
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC)
+        .ipv6(src, dst, 64)
+        .udp(sport, dport);
     let mut v = Vec::new();
     b.write(&mut v, payload).expect("write");
     v
 }
 
-pub fn udp4_vlan(vlans: &[u16], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+pub fn udp4_vlan(
+    vlans: &[u16],
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC);
     let b = match vlans {
         [one] => eth.single_vlan((*one).try_into().unwrap()),
-        [outer, inner] => eth.double_vlan((*outer).try_into().unwrap(), (*inner).try_into().unwrap()),
+        [outer, inner] => {
+            eth.double_vlan((*outer).try_into().unwrap(), (*inner).try_into().unwrap())
+        }
         _ => panic!("one or two tags"),
     }
     .ipv4(src, dst, 64)
@@ -57,7 +74,9 @@ pub fn udp4_vlan(vlans: &[u16], src: [u8; 4], sport: u16, dst: [u8; 4], dport: u
 }
 
 pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC).ipv4(src, dst, 64).tcp(sport, dport, 1, 65535);
+    let b = PacketBuilder::ethernet2(CLIENT_MAC, GW_MAC)
+        .ipv4(src, dst, 64)
+        .tcp(sport, dport, 1, 65535);
     let mut v = Vec::new();
     b.write(&mut v, payload).expect("write");
     v

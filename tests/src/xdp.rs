@@ -43,12 +43,15 @@ impl XdpHarness {
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
-        self.ebpf.map_mut(name).with_context(|| format!("map {name} missing"))
+        self.ebpf
+            .map_mut(name)
+            .with_context(|| format!("map {name} missing"))
     }
 
     /// Replaces the SIP port set.
     pub fn set_sip_ports(&mut self, ports: &[u16]) -> Result<()> {
-        let mut m: HashMap<&mut MapData, u16, u8> = HashMap::try_from(self.map_mut(maps::SIP_PORTS)?)?;
+        let mut m: HashMap<&mut MapData, u16, u8> =
+            HashMap::try_from(self.map_mut(maps::SIP_PORTS)?)?;
         let old: Vec<u16> = m.keys().collect::<Result<_, _>>()?;
         for k in old {
             m.remove(&k)?;
@@ -61,7 +64,8 @@ impl XdpHarness {
 
     /// Declares the role of the ingress interface used by test runs.
     pub fn set_role(&mut self, role: u32) -> Result<()> {
-        let mut m: HashMap<&mut MapData, u32, IfaceConf> = HashMap::try_from(self.map_mut(maps::IFACES)?)?;
+        let mut m: HashMap<&mut MapData, u32, IfaceConf> =
+            HashMap::try_from(self.map_mut(maps::IFACES)?)?;
         m.insert(TEST_RUN_IFINDEX, IfaceConf { slot: 0, role }, 0)?;
         Ok(())
     }
@@ -96,7 +100,11 @@ impl XdpHarness {
             })
             .context("BPF_PROG_TEST_RUN")?;
         out.truncate(r.data_size_out as usize);
-        Ok(RunResult { verdict: r.return_value, out, duration_ns: r.duration.as_nanos() })
+        Ok(RunResult {
+            verdict: r.return_value,
+            out,
+            duration_ns: r.duration.as_nanos(),
+        })
     }
 
     /// Every counter, summed over CPUs, in `Counter::ALL` order.
@@ -118,7 +126,8 @@ impl XdpHarness {
 
     /// Removes every binding.
     pub fn clear_bindings(&mut self) -> Result<()> {
-        let mut m: HashMap<&mut MapData, u64, Binding> = HashMap::try_from(self.map_mut(maps::BINDINGS)?)?;
+        let mut m: HashMap<&mut MapData, u64, Binding> =
+            HashMap::try_from(self.map_mut(maps::BINDINGS)?)?;
         let keys: Vec<u64> = m.keys().collect::<Result<_, _>>()?;
         for k in keys {
             m.remove(&k)?;
