@@ -16,7 +16,9 @@ pub mod dstats;
 pub mod forward;
 pub mod inject;
 pub mod loader;
+pub mod replay;
 pub mod rewrite;
+pub mod testrun;
 
 /// The XDP object, built by build.rs from rport-ebpf with the nightly toolchain.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rport-xdp"));

@@ -268,8 +268,3 @@ pub fn check() -> Result<()> {
     }
     Ok(())
 }
-
-/// `rport replay`: not in this build.
-pub fn replay(_file: &Path, _json: bool) -> Result<()> {
-    bail!("replay is not implemented yet")
-}

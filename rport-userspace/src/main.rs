@@ -2,7 +2,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use rport_userspace::{control, daemon, loader, rewrite};
+use rport_userspace::{control, daemon, loader, replay, rewrite};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +41,13 @@ enum Cmd {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+        /// UDP ports that carry SIP (repeatable).
+        #[arg(long = "sip-port", value_name = "N", default_values_t = [5060u16])]
+        sip_ports: Vec<u16>,
+        /// Addresses of the SIP servers: their packets count as arriving on an inside
+        /// interface (responses get steered only there).
+        #[arg(long = "server", value_name = "ADDR")]
+        servers: Vec<std::net::IpAddr>,
     },
 }
 
@@ -55,7 +62,12 @@ fn main() -> ExitCode {
             force_rport,
         } => return rewrite::run_cli(source, force_rport),
         Cmd::Check => loader::check(),
-        Cmd::Replay { file, json } => loader::replay(&file, json),
+        Cmd::Replay {
+            file,
+            json,
+            sip_ports,
+            servers,
+        } => replay::run(&file, json, &sip_ports, &servers),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
