@@ -51,11 +51,13 @@ pub struct BindingsArgs {
     pub limit: usize,
 }
 
-/// What the control server reads from.
+/// What the control server (and the metrics endpoint) read from.
 pub struct Sources {
     pub pin_dir: PathBuf,
     pub workers: Vec<Arc<DaemonStats>>,
     pub started: Instant,
+    /// Per-batch processing time of the forwarding threads.
+    pub batch_time: prometheus_client::metrics::histogram::Histogram,
 }
 
 fn open_map(sources: &Sources, name: &str) -> Result<Map> {
@@ -75,7 +77,7 @@ pub fn boot_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-fn stats_json(s: &Sources) -> Result<Value> {
+pub(crate) fn stats_json(s: &Sources) -> Result<Value> {
     let m = open_map(s, rport_common::maps::COUNTERS)?;
     let counters: PerCpuArray<MapData, u64> = PerCpuArray::try_from(m)?;
     let mut xdp = serde_json::Map::new();
@@ -117,6 +119,18 @@ fn flag_names(f: u32) -> Vec<&'static str> {
         .filter(|(b, _)| f & b != 0)
         .map(|(_, n)| *n)
         .collect()
+}
+
+/// Seconds since each live binding's latest request.
+pub(crate) fn binding_ages(s: &Sources) -> Result<Vec<f64>> {
+    let bm = open_map(s, rport_common::maps::BINDINGS)?;
+    let bindings: HashMap<MapData, u64, Binding> = HashMap::try_from(bm)?;
+    let now = boot_ns();
+    Ok(bindings
+        .iter()
+        .filter_map(|r| r.ok())
+        .map(|(_, b)| now.saturating_sub(b.last_seen_ns) as f64 / 1e9)
+        .collect())
 }
 
 fn bindings_json(s: &Sources) -> Result<Value> {
@@ -184,7 +198,7 @@ pub fn bind() -> Result<UnixListener> {
 }
 
 /// Serves requests until the listener is closed (the daemon exits).
-pub fn serve(listener: UnixListener, sources: Sources) {
+pub fn serve(listener: UnixListener, sources: Arc<Sources>) {
     for conn in listener.incoming() {
         let Ok(mut stream) = conn else { continue };
         if !peer_allowed(&stream) {

@@ -47,6 +47,9 @@ pub struct RunArgs {
     /// Treat clients from this network as if they had sent `;rport` (repeatable).
     #[arg(long = "force-rport", value_name = "CIDR")]
     pub force_rport: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -71,17 +74,27 @@ pub fn run(args: RunArgs) -> Result<()> {
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.
     let listener = control::bind()?;
+    let metrics_listener = args.metrics.map(crate::metrics::bind).transpose()?;
     let loaded = loader::load_and_attach(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = crate::forward::start(&loaded, &cfg, &stop)?;
-    let sources = control::Sources {
+    let batch_time = crate::metrics::batch_histogram();
+    let workers = crate::forward::start(&loaded, &cfg, &stop, &batch_time)?;
+    let sources = Arc::new(control::Sources {
         pin_dir: cfg.pin_dir.clone(),
         workers: workers.stats.clone(),
         started: Instant::now(),
-    };
+        batch_time,
+    });
+    let s = sources.clone();
     std::thread::Builder::new()
         .name("rport-control".into())
-        .spawn(move || control::serve(listener, sources))?;
+        .spawn(move || control::serve(listener, s))?;
+    if let Some(l) = metrics_listener {
+        let s = sources.clone();
+        std::thread::Builder::new()
+            .name("rport-metrics".into())
+            .spawn(move || crate::metrics::serve(l, s))?;
+    }
     eprintln!(
         "rport: attached to {} (maps pinned in {}); Ctrl-C to stop",
         loaded

@@ -11,7 +11,12 @@ use crate::{
 };
 
 /// Starts the forwarding threads.
-pub fn start(_loaded: &Loaded, _cfg: &LoadConfig, _stop: &Arc<AtomicBool>) -> Result<Workers> {
+pub fn start(
+    _loaded: &Loaded,
+    _cfg: &LoadConfig,
+    _stop: &Arc<AtomicBool>,
+    _batch_time: &prometheus_client::metrics::histogram::Histogram,
+) -> Result<Workers> {
     Ok(Workers {
         stats: vec![Arc::new(DaemonStats::default())],
         handles: vec![],

@@ -16,6 +16,7 @@ pub mod dstats;
 pub mod forward;
 pub mod inject;
 pub mod loader;
+pub mod metrics;
 pub mod replay;
 pub mod rewrite;
 pub mod testrun;

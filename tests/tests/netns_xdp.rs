@@ -40,6 +40,8 @@ fn native_attach_records_bindings_and_counts() {
         "in0",
         "--xdp-mode",
         "native",
+        "--metrics",
+        "127.0.0.1:9464",
         "--pin-path",
     ])
     .arg(&pin_dir);
@@ -113,6 +115,43 @@ fn native_attach_records_bindings_and_counts() {
     assert_eq!(bl[0]["source"], "192.0.2.2:40000");
     assert_eq!(bl[0]["sent_by"], "192.168.1.50:5060");
 
+    // A real HTTP scrape of the Prometheus endpoint, inside the gateway's namespace.
+    let body = gw
+        .within(|| -> anyhow::Result<String> {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect("127.0.0.1:9464")?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut r = String::new();
+            s.read_to_string(&mut r)?;
+            Ok(r)
+        })
+        .unwrap()
+        .unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    for line in [
+        "rport_xdp_sip_requests_total 3",
+        "rport_xdp_rport_empty_total 3",
+        "rport_bindings_live 1",
+        "rport_binding_age_seconds_count 1",
+        "rport_binding_age_seconds_bucket{le=\"20.0\"} 1",
+        "# EOF",
+    ] {
+        assert!(body.lines().any(|l| l == line), "missing {line:?} in:\n{body}");
+    }
+    if let Some(promtool) = which("promtool") {
+        let text = body.split("\r\n\r\n").nth(1).unwrap().to_string();
+        let mut c = std::process::Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success(), "promtool check metrics failed");
+    } else {
+        eprintln!("promtool not installed (Debian package prometheus): exposition checked by the assertions above only");
+    }
+
     // SIGTERM detaches.
     let st = daemon.stop().unwrap();
     assert!(
@@ -126,6 +165,10 @@ fn native_attach_records_bindings_and_counts() {
         "still attached after SIGTERM: {link}"
     );
     let _ = std::fs::remove_file(&log);
+}
+
+fn which(tool: &str) -> Option<String> {
+    sh(std::process::Command::new("sh").args(["-c", &format!("command -v {tool}")])).ok().map(|s| s.trim().to_string())
 }
 
 #[test]

@@ -1,0 +1,100 @@
+//! `rport run --metrics ADDR:PORT`: the Prometheus text exposition at `/metrics`.
+//!
+//! Each scrape reads the same figures as `rport stats` (the pinned XDP maps and the
+//! forwarding threads' counters) and encodes them with `prometheus-client`. Scrapes are
+//! rare (seconds apart), so building a registry per scrape costs nothing on the data path.
+use std::{
+    io::{BufRead as _, BufReader, Write as _},
+    net::{SocketAddr, TcpListener},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result};
+use prometheus_client::{
+    encoding::text::encode,
+    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use rport_common::Counter as XdpCounter;
+
+use crate::{control::Sources, dstats::DaemonStats};
+
+/// Binding age buckets (seconds): the NAT timeouts that matter (RFC 5626 keep-alives
+/// 24–29 s, RFC 3581 §3 ~60 s, RFC 4787 ≥ 120 s).
+pub const AGE_BUCKETS: [f64; 5] = [20.0, 30.0, 60.0, 120.0, 300.0];
+
+/// The histogram the forwarding threads observe once per batch (a handle: clones share it).
+pub fn batch_histogram() -> Histogram {
+    Histogram::new([1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3])
+}
+
+/// Renders the exposition text.
+pub fn render(sources: &Sources) -> Result<String> {
+    let stats = crate::control::stats_json(sources)?;
+    let mut reg = Registry::with_prefix("rport");
+    for c in XdpCounter::ALL {
+        let m = Counter::<u64>::default();
+        m.inc_by(stats["xdp"][c.name()].as_u64().unwrap_or(0));
+        // prometheus-client ends every help text with a period of its own.
+        reg.register(format!("xdp_{}", c.name()), c.help().trim_end_matches('.'), m);
+    }
+    for (name, _, help) in DaemonStats::FIELDS {
+        let m = Counter::<u64>::default();
+        m.inc_by(stats["daemon"][*name].as_u64().unwrap_or(0));
+        reg.register(format!("daemon_{name}"), help.trim_end_matches('.'), m);
+    }
+    let live = Gauge::<i64>::default();
+    live.set(stats["bindings_live"].as_i64().unwrap_or(0));
+    reg.register("bindings_live", "Bindings in the XDP map now", live);
+    let ages = Histogram::new(AGE_BUCKETS);
+    for a in crate::control::binding_ages(sources)? {
+        ages.observe(a);
+    }
+    reg.register(
+        "binding_age_seconds",
+        "Time since each live binding's latest request",
+        ages,
+    );
+    reg.register(
+        "userspace_batch_seconds",
+        "Time the daemon spent on one received batch (rewrite + send)",
+        sources.batch_time.clone(),
+    );
+    let mut out = String::new();
+    encode(&mut out, &reg).context("encoding metrics")?;
+    Ok(out)
+}
+
+/// Binds the metrics listener (an error here stops `rport run` before it attaches).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr).with_context(|| format!("binding the metrics listener on {addr}"))
+}
+
+/// Serves `GET /metrics` until the process exits.
+pub fn serve(listener: TcpListener, sources: Arc<Sources>) {
+    for conn in listener.incoming() {
+        let Ok(mut s) = conn else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut line = String::new();
+        if BufReader::new(&s).read_line(&mut line).is_err() {
+            continue;
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("");
+        let (status, ctype, body) = if !line.starts_with("GET ") {
+            ("405 Method Not Allowed", "text/plain", "GET only\n".to_string())
+        } else if path == "/metrics" {
+            match render(&sources) {
+                Ok(b) => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", b),
+                Err(e) => ("500 Internal Server Error", "text/plain", format!("{e:#}\n")),
+            }
+        } else {
+            ("404 Not Found", "text/plain", "try /metrics\n".to_string())
+        };
+        let _ = write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+}
