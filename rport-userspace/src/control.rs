@@ -57,7 +57,7 @@ pub struct Sources {
     pub workers: Vec<Arc<DaemonStats>>,
     pub started: Instant,
     /// Per-batch processing time of the forwarding threads.
-    pub batch_time: prometheus_client::metrics::histogram::Histogram,
+    pub batch_time: prometheus::Histogram,
 }
 
 fn open_map(sources: &Sources, name: &str) -> Result<Map> {

@@ -15,7 +15,7 @@ pub fn start(
     _loaded: &Loaded,
     _cfg: &LoadConfig,
     _stop: &Arc<AtomicBool>,
-    _batch_time: &prometheus_client::metrics::histogram::Histogram,
+    _batch_time: &prometheus::Histogram,
 ) -> Result<Workers> {
     Ok(Workers {
         stats: vec![Arc::new(DaemonStats::default())],

@@ -1,8 +1,9 @@
 //! `rport run --metrics ADDR:PORT`: the Prometheus text exposition at `/metrics`.
 //!
 //! Each scrape reads the same figures as `rport stats` (the pinned XDP maps and the
-//! forwarding threads' counters) and encodes them with `prometheus-client`. Scrapes are
-//! rare (seconds apart), so building a registry per scrape costs nothing on the data path.
+//! forwarding threads' counters) and encodes them with rust-prometheus's TextEncoder.
+//! Scrapes are rare (seconds apart), so building a registry per scrape costs nothing on
+//! the data path.
 use std::{
     io::{BufRead as _, BufReader, Write as _},
     net::{SocketAddr, TcpListener},
@@ -11,10 +12,8 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use prometheus_client::{
-    encoding::text::encode,
-    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
-    registry::Registry,
+use prometheus::{
+    Encoder as _, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder,
 };
 use rport_common::Counter as XdpCounter;
 
@@ -26,44 +25,65 @@ pub const AGE_BUCKETS: [f64; 5] = [20.0, 30.0, 60.0, 120.0, 300.0];
 
 /// The histogram the forwarding threads observe once per batch (a handle: clones share it).
 pub fn batch_histogram() -> Histogram {
-    Histogram::new([1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3])
+    Histogram::with_opts(
+        HistogramOpts::new(
+            "rport_userspace_batch_seconds",
+            "Time the daemon spent on one received batch (rewrite and send)",
+        )
+        .buckets(vec![1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3]),
+    )
+    .expect("valid histogram options")
+}
+
+fn counter(reg: &Registry, name: &str, help: &str, v: u64) -> Result<()> {
+    let c = IntCounter::new(name, help.trim())?;
+    c.inc_by(v);
+    reg.register(Box::new(c))?;
+    Ok(())
 }
 
 /// Renders the exposition text.
 pub fn render(sources: &Sources) -> Result<String> {
     let stats = crate::control::stats_json(sources)?;
-    let mut reg = Registry::with_prefix("rport");
+    let reg = Registry::new();
     for c in XdpCounter::ALL {
-        let m = Counter::<u64>::default();
-        m.inc_by(stats["xdp"][c.name()].as_u64().unwrap_or(0));
-        // prometheus-client ends every help text with a period of its own.
-        reg.register(format!("xdp_{}", c.name()), c.help().trim_end_matches('.'), m);
+        let v = stats["xdp"][c.name()].as_u64().unwrap_or(0);
+        counter(&reg, &format!("rport_xdp_{}_total", c.name()), c.help(), v)?;
     }
     for (name, _, help) in DaemonStats::FIELDS {
-        let m = Counter::<u64>::default();
-        m.inc_by(stats["daemon"][*name].as_u64().unwrap_or(0));
-        reg.register(format!("daemon_{name}"), help.trim_end_matches('.'), m);
+        let v = stats["daemon"][*name].as_u64().unwrap_or(0);
+        // Base units: the daemon keeps nanoseconds, Prometheus wants seconds.
+        if let Some(stem) = name.strip_suffix("_ns") {
+            let c = prometheus::Counter::new(
+                format!("rport_daemon_{stem}_seconds_total"),
+                help.trim(),
+            )?;
+            c.inc_by(v as f64 / 1e9);
+            reg.register(Box::new(c))?;
+        } else {
+            counter(&reg, &format!("rport_daemon_{name}_total"), help, v)?;
+        }
     }
-    let live = Gauge::<i64>::default();
+    let live = IntGauge::new("rport_bindings_live", "Bindings in the XDP map now")?;
     live.set(stats["bindings_live"].as_i64().unwrap_or(0));
-    reg.register("bindings_live", "Bindings in the XDP map now", live);
-    let ages = Histogram::new(AGE_BUCKETS);
+    reg.register(Box::new(live))?;
+    let ages = Histogram::with_opts(
+        HistogramOpts::new(
+            "rport_binding_age_seconds",
+            "Time since each live binding's latest request",
+        )
+        .buckets(AGE_BUCKETS.to_vec()),
+    )?;
     for a in crate::control::binding_ages(sources)? {
         ages.observe(a);
     }
-    reg.register(
-        "binding_age_seconds",
-        "Time since each live binding's latest request",
-        ages,
-    );
-    reg.register(
-        "userspace_batch_seconds",
-        "Time the daemon spent on one received batch (rewrite + send)",
-        sources.batch_time.clone(),
-    );
-    let mut out = String::new();
-    encode(&mut out, &reg).context("encoding metrics")?;
-    Ok(out)
+    reg.register(Box::new(ages))?;
+    reg.register(Box::new(sources.batch_time.clone()))?;
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&reg.gather(), &mut out)
+        .context("encoding metrics")?;
+    Ok(String::from_utf8(out)?)
 }
 
 /// Binds the metrics listener (an error here stops `rport run` before it attaches).
@@ -82,11 +102,19 @@ pub fn serve(listener: TcpListener, sources: Arc<Sources>) {
         }
         let path = line.split_whitespace().nth(1).unwrap_or("");
         let (status, ctype, body) = if !line.starts_with("GET ") {
-            ("405 Method Not Allowed", "text/plain", "GET only\n".to_string())
+            (
+                "405 Method Not Allowed",
+                "text/plain",
+                "GET only\n".to_string(),
+            )
         } else if path == "/metrics" {
             match render(&sources) {
-                Ok(b) => ("200 OK", "application/openmetrics-text; version=1.0.0; charset=utf-8", b),
-                Err(e) => ("500 Internal Server Error", "text/plain", format!("{e:#}\n")),
+                Ok(b) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", b),
+                Err(e) => (
+                    "500 Internal Server Error",
+                    "text/plain",
+                    format!("{e:#}\n"),
+                ),
             }
         } else {
             ("404 Not Found", "text/plain", "try /metrics\n".to_string())

@@ -48,6 +48,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "sip-tester",
     "kamailio",
     "conntrack",
+    // promtool, to check the metrics exposition.
+    "prometheus",
 ];
 
 fn main() -> Result<()> {
