@@ -340,3 +340,47 @@ pub fn bindings_cmd(args: BindingsArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// The counters reference (docs/STATS.md), generated from the definitions so it cannot go
+/// stale: a test compares it with the file.
+pub fn stats_reference() -> String {
+    let mut s = String::from(
+        "# rport statistics\n\n\
+         `rport stats` shows these, grouped; `rport stats --json` gives them as\n\
+         `{\"uptime_s\", \"bindings_live\", \"xdp\": {name: value}, \"daemon\": {name: value}}`;\n\
+         `rport run --metrics ADDR:PORT` exports them as `rport_xdp_<name>_total` and\n\
+         `rport_daemon_<name>_total` (`*_ns` counters as `*_seconds_total`), plus\n\
+         `rport_bindings_live`, `rport_binding_age_seconds` and `rport_userspace_batch_seconds`.\n\
+         Where Kamailio has a close statistic, the description names it.\n\n\
+         This file is generated from `rport-common/src/counters.rs` and\n\
+         `rport-userspace/src/dstats.rs` (`cargo test -p rport-userspace stats_reference` checks it).\n",
+    );
+    for group in ["traffic", "rewrite", "steering", "nat", "errors"] {
+        s.push_str(&format!("\n## {group}\n\n| field | meaning |\n|---|---|\n"));
+        for c in Counter::ALL.iter().filter(|c| c.group() == group) {
+            s.push_str(&format!("| `xdp.{}` | {} |\n", c.name(), c.help().trim()));
+        }
+        for (n, g, h) in DaemonStats::FIELDS.iter().filter(|f| f.1 == group) {
+            let _ = g;
+            s.push_str(&format!("| `daemon.{n}` | {} |\n", h.trim()));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stats_reference_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/STATS.md");
+        let want = super::stats_reference();
+        if std::env::var_os("RPORT_WRITE_DOCS").is_some() {
+            std::fs::write(path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            have == want,
+            "docs/STATS.md is stale: run RPORT_WRITE_DOCS=1 cargo test -p rport-userspace stats_reference"
+        );
+    }
+}
