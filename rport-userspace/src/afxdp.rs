@@ -1,1 +1,249 @@
-//! TODO
+//! AF_XDP receive: one socket per (interface, rx queue), its own UMEM, batched rings.
+//!
+//! The XDP program redirects requests that need a rewrite into the XSKMAP entry of the
+//! queue they arrived on; this side takes them off the rx ring in batches, hands each frame
+//! to a handler (rewrite + queue for sending), flushes the sends once per batch, then gives
+//! every frame of the batch back to the fill ring in one go. Frames are never copied in
+//! userspace: the rewrite happens inside the UMEM frame, which has room to grow (4 KiB
+//! frames, packets ≤ MTU).
+//!
+//! Copy mode: veth (and many drivers) have no zero-copy AF_XDP; copy mode works everywhere
+//! and the kernel picks zero-copy by itself only when asked, which we do not.
+use std::{
+    num::NonZeroU32,
+    os::fd::RawFd,
+    ptr::NonNull,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Instant,
+};
+
+use anyhow::{Context as _, Result, anyhow};
+use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpDesc};
+
+use crate::{dstats::DaemonStats, inject::RawSender};
+
+/// UMEM frame size: a page, so a rewritten request always has tail room.
+pub const FRAME_SIZE: u32 = 4096;
+/// Frames per socket (also the ring sizes).
+pub const FRAMES: u32 = 2048;
+/// Frames taken off the rx ring per batch.
+pub const RX_BATCH: usize = 64;
+/// Empty polls spent spinning before sleeping in poll(2).
+const SPIN: u32 = 256;
+/// poll(2) timeout: how often a quiet worker looks at the stop flag.
+const POLL_MS: i32 = 100;
+/// XDP_COPY bind flag (linux/if_xdp.h).
+const XDP_COPY: u16 = 1 << 1;
+
+/// Anonymous, page-aligned memory for a UMEM, unmapped on Drop.
+struct Area {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Area {
+    fn new(len: usize) -> Result<Area> {
+        // SAFETY: anonymous private mapping, checked below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(anyhow!(
+                "mmap of the UMEM: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(Area {
+            ptr: NonNull::new(p as *mut u8).context("mmap returned NULL")?,
+            len,
+        })
+    }
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: the mapping we made; the sockets using it are dropped before (field order).
+        unsafe { libc::munmap(self.ptr.as_ptr() as *mut libc::c_void, self.len) };
+    }
+}
+
+/// One AF_XDP socket bound to (interface, queue) with its UMEM and rings.
+pub struct XskQueue {
+    // Field order is drop order: rings and sockets go before the memory they use.
+    rx: RingRx,
+    device: DeviceQueue,
+    _umem: Umem,
+    area: Area,
+    /// Interface and queue, for messages.
+    pub name: String,
+}
+
+// SAFETY: the queue is moved once into its worker thread and used only there; the raw
+// pointers inside point to memory this struct owns.
+unsafe impl Send for XskQueue {}
+
+impl XskQueue {
+    /// Creates the UMEM, the socket and its rings, binds to (ifindex, queue) in copy mode and
+    /// puts every frame in the fill ring.
+    pub fn open(ifname: &str, ifindex: u32, queue: u32) -> Result<XskQueue> {
+        let name = format!("{ifname} queue {queue}");
+        let area = Area::new((FRAME_SIZE * FRAMES) as usize)?;
+        let mem = NonNull::slice_from_raw_parts(area.ptr, area.len);
+        let cfg = UmemConfig {
+            fill_size: FRAMES,
+            complete_size: FRAMES,
+            frame_size: FRAME_SIZE,
+            headroom: 0,
+            flags: 0,
+        };
+        // SAFETY: `mem` is page-aligned, ours, and outlives the UMEM (field order).
+        let umem =
+            unsafe { Umem::new(cfg, mem) }.map_err(|e| anyhow!("AF_XDP UMEM for {name}: {e}"))?;
+        let mut info = IfInfo::invalid();
+        info.from_ifindex(ifindex)
+            .map_err(|e| anyhow!("AF_XDP interface {name}: {e}"))?;
+        info.set_queue(queue);
+        let sock = Socket::with_shared(&info, &umem)
+            .map_err(|e| anyhow!("AF_XDP socket for {name}: {e}"))?;
+        let mut device = umem
+            .fq_cq(&sock)
+            .map_err(|e| anyhow!("AF_XDP fill/completion rings for {name}: {e}"))?;
+        let user = umem
+            .rx_tx(
+                &sock,
+                &SocketConfig {
+                    rx_size: NonZeroU32::new(FRAMES),
+                    tx_size: None,
+                    bind_flags: XDP_COPY,
+                },
+            )
+            .map_err(|e| anyhow!("AF_XDP rx ring for {name}: {e}"))?;
+        let rx = user
+            .map_rx()
+            .map_err(|e| anyhow!("mapping the AF_XDP rx ring for {name}: {e}"))?;
+        umem.bind(&user)
+            .map_err(|e| anyhow!("binding AF_XDP to {name}: {e}"))?;
+        {
+            let mut w = device.fill(FRAMES);
+            let n = w.insert((0..FRAMES as u64).map(|i| i * FRAME_SIZE as u64));
+            w.commit();
+            if n != FRAMES {
+                return Err(anyhow!(
+                    "AF_XDP fill ring of {name} took {n} of {FRAMES} frames"
+                ));
+            }
+        }
+        Ok(XskQueue {
+            rx,
+            device,
+            _umem: umem,
+            area,
+            name,
+        })
+    }
+
+    /// The socket's fd, for the XSKMAP.
+    pub fn fd(&self) -> RawFd {
+        self.rx.as_raw_fd()
+    }
+
+    /// Receives, handles and recycles frames in batches until `stop` is set.
+    ///
+    /// `handler(frame, len, sender)` gets the frame from its first byte to the end of its
+    /// UMEM chunk (so it may grow) and the received length; whatever it queues in `sender`
+    /// must be sent before the frame is reused, which `run` guarantees by flushing before
+    /// refilling.
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        stats: &DaemonStats,
+        batch_time: &prometheus::Histogram,
+        sender: &mut RawSender,
+        mut handler: impl FnMut(&mut [u8], usize, &mut RawSender),
+    ) {
+        let mut descs = [XdpDesc {
+            addr: 0,
+            len: 0,
+            options: 0,
+        }; RX_BATCH];
+        let mut idle = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let n = {
+                let mut r = self.rx.receive(RX_BATCH as u32);
+                let mut k = 0;
+                while let Some(d) = r.read() {
+                    descs[k] = d;
+                    k += 1;
+                }
+                r.release();
+                k
+            };
+            if n == 0 {
+                idle += 1;
+                if idle > SPIN {
+                    // Bounded back-off: sleep until the kernel has frames, or the timeout.
+                    let mut p = libc::pollfd {
+                        fd: self.fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut p, 1, POLL_MS) };
+                } else {
+                    std::hint::spin_loop();
+                }
+                continue;
+            }
+            idle = 0;
+            let t0 = Instant::now();
+            for d in &descs[..n] {
+                let chunk = d.addr & !(FRAME_SIZE as u64 - 1);
+                let end = (chunk + FRAME_SIZE as u64).min(self.area.len as u64);
+                if d.addr + d.len as u64 > end {
+                    DaemonStats::add(&stats.bad_frames, 1);
+                    continue;
+                }
+                // SAFETY: [addr, end) is inside our UMEM and owned by us until we hand it back
+                // to the fill ring below.
+                let frame = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        self.area.ptr.as_ptr().add(d.addr as usize),
+                        (end - d.addr) as usize,
+                    )
+                };
+                handler(frame, d.len as usize, sender);
+                if sender.full() {
+                    let f = sender.flush();
+                    DaemonStats::add(&stats.forwarded, f.sent);
+                    DaemonStats::add(&stats.send_errors, f.failed);
+                }
+            }
+            let f = sender.flush();
+            DaemonStats::add(&stats.forwarded, f.sent);
+            DaemonStats::add(&stats.send_errors, f.failed);
+            // Every frame of the batch back to the kernel at once.
+            let mut w = self.device.fill(n as u32);
+            let put = w.insert(descs[..n].iter().map(|d| d.addr & !(FRAME_SIZE as u64 - 1)));
+            w.commit();
+            drop(w);
+            if (put as usize) < n {
+                DaemonStats::add(&stats.fill_starved, 1);
+            }
+            if self.device.needs_wakeup() {
+                self.device.wake();
+            }
+            let dt = t0.elapsed();
+            DaemonStats::add(&stats.rx_frames, n as u64);
+            DaemonStats::add(&stats.batches, 1);
+            DaemonStats::add(&stats.busy_ns, dt.as_nanos() as u64);
+            batch_time.observe(dt.as_secs_f64());
+        }
+    }
+}

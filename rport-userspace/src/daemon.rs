@@ -75,10 +75,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     // touches the first one's attachments.
     let listener = control::bind()?;
     let metrics_listener = args.metrics.map(crate::metrics::bind).transpose()?;
-    let loaded = loader::load_and_attach(&cfg)?;
+    let mut loaded = loader::load_and_attach(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     let batch_time = crate::metrics::batch_histogram();
-    let workers = crate::forward::start(&loaded, &cfg, &stop, &batch_time)?;
+    let workers = crate::forward::start(&mut loaded, &cfg, &stop, &batch_time)?;
     let sources = Arc::new(control::Sources {
         pin_dir: cfg.pin_dir.clone(),
         workers: workers.stats.clone(),

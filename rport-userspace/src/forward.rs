@@ -1,24 +1,192 @@
 //! Forwarding threads: one per (outside interface, rx queue), each with its own AF_XDP
-//! socket, rewriting requests and sending them on. (AF_XDP part being integrated.)
-use std::sync::{Arc, atomic::AtomicBool};
-
-use anyhow::Result;
-
-use crate::{
-    daemon::Workers,
-    dstats::DaemonStats,
-    loader::{LoadConfig, Loaded},
+//! socket and raw sender, rewriting the requests the XDP program hands over and sending
+//! them on toward the server.
+use std::{
+    net::IpAddr,
+    sync::{Arc, atomic::AtomicBool},
 };
 
-/// Starts the forwarding threads.
+use anyhow::{Context as _, Result};
+use aya::maps::XskMap;
+use rport_common::{MAX_QUEUES, maps, role};
+
+use crate::{
+    afxdp::XskQueue,
+    daemon::Workers,
+    dstats::DaemonStats,
+    inject::{self, RawSender},
+    loader::{LoadConfig, Loaded},
+    rewrite::{Observed, Policy, RewriteError, rewrite_top_via},
+};
+
+/// Whether `a` is in the network (`net`, prefix length).
+pub fn in_net(a: IpAddr, (net, len): (IpAddr, u8)) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len as u32)
+            };
+            u32::from(a) & m == u32::from(n) & m
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let m = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len as u32)
+            };
+            u128::from(a) & m == u128::from(n) & m
+        }
+        _ => false,
+    }
+}
+
+/// Rewrites one request frame in place and queues it on `sender`. Anything that is not a
+/// request rport can rewrite is still a good packet: it goes on unchanged, and is counted.
+pub fn forward_frame(
+    frame: &mut [u8],
+    len: usize,
+    force_rport: &[(IpAddr, u8)],
+    sender: &mut RawSender,
+    stats: &DaemonStats,
+) {
+    let Ok(h) = inject::locate(&frame[..len.min(frame.len())]) else {
+        DaemonStats::add(&stats.bad_frames, 1);
+        return;
+    };
+    let src = inject::source(&h);
+    let observed = Observed {
+        addr: src,
+        port: h.sport,
+    };
+    let policy = Policy {
+        force_rport: force_rport.iter().any(|n| in_net(src, *n)),
+    };
+    let (p0, plen) = (h.payload as usize, h.payload_len as usize);
+    // IPv6 is never fragmented on the way (only the client may): bound the rewrite so the
+    // packet still fits the MTU, else it goes on unchanged (counted as no_room).
+    let room_end = if h.ipv6 {
+        (h.l3 as usize + sender.mtu()).min(frame.len())
+    } else {
+        frame.len()
+    };
+    let new_plen = match rewrite_top_via(
+        &mut frame[p0..room_end.max(p0 + plen)],
+        plen,
+        observed,
+        policy,
+    ) {
+        Ok(r) => {
+            if r.changed {
+                DaemonStats::add(&stats.rewritten, 1);
+                DaemonStats::add(&stats.received_added, r.received_set as u64);
+                DaemonStats::add(&stats.rport_filled, r.rport_set as u64);
+            } else {
+                DaemonStats::add(&stats.unchanged, 1);
+            }
+            r.len
+        }
+        Err(RewriteError::NoRoom) => {
+            DaemonStats::add(&stats.no_room, 1);
+            plen
+        }
+        Err(_) => {
+            DaemonStats::add(&stats.rewrite_errors, 1);
+            plen
+        }
+    };
+    let Ok(total) = inject::finish(frame, &h, new_plen) else {
+        // TTL exhausted (a router drops it too) or a header that cannot hold the length.
+        DaemonStats::add(&stats.bad_frames, 1);
+        return;
+    };
+    let l3 = h.l3 as usize;
+    if sender.push(&frame[l3..l3 + total], inject::destination(&h)) > 0 {
+        DaemonStats::add(&stats.fragmented, 1);
+    }
+}
+
+fn rx_queues(ifname: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .clamp(1, MAX_QUEUES)
+}
+
+fn mtu(ifname: &str) -> usize {
+    std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1500)
+}
+
+/// Opens one AF_XDP socket per rx queue of every outside interface, registers it in the
+/// XSKMAP and starts its thread.
 pub fn start(
-    _loaded: &Loaded,
-    _cfg: &LoadConfig,
-    _stop: &Arc<AtomicBool>,
-    _batch_time: &prometheus::Histogram,
+    loaded: &mut Loaded,
+    cfg: &LoadConfig,
+    stop: &Arc<AtomicBool>,
+    batch_time: &prometheus::Histogram,
 ) -> Result<Workers> {
-    Ok(Workers {
-        stats: vec![Arc::new(DaemonStats::default())],
-        handles: vec![],
-    })
+    // The smallest inside MTU: where rewritten requests leave.
+    let egress_mtu = loaded
+        .ifaces
+        .iter()
+        .filter(|i| i.role == role::INSIDE)
+        .map(|i| mtu(&i.name))
+        .min()
+        .unwrap_or(1500);
+    let mut xsks: XskMap<_> =
+        XskMap::try_from(loaded.ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
+    let mut workers = Workers {
+        stats: Vec::new(),
+        handles: Vec::new(),
+    };
+    for iface in loaded.ifaces.iter().filter(|i| i.role == role::OUTSIDE) {
+        for q in 0..rx_queues(&iface.name) {
+            let mut xsk = XskQueue::open(&iface.name, iface.index, q)?;
+            let mut sender = RawSender::new(egress_mtu)?;
+            xsks.set(iface.slot * MAX_QUEUES + q, xsk.fd(), 0)
+                .with_context(|| format!("registering the AF_XDP socket of {}", xsk.name))?;
+            let stats = Arc::new(DaemonStats::default());
+            workers.stats.push(stats.clone());
+            let (stop, bt, force) = (stop.clone(), batch_time.clone(), cfg.force_rport.clone());
+            workers.handles.push(
+                std::thread::Builder::new()
+                    .name(format!("rport-{}-q{q}", iface.name))
+                    .spawn(move || {
+                        xsk.run(&stop, &stats, &bt, &mut sender, |frame, len, sender| {
+                            forward_frame(frame, len, &force, sender, &stats)
+                        })
+                    })?,
+            );
+        }
+    }
+    Ok(workers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let n = ("203.0.113.0".parse().unwrap(), 24);
+        assert!(in_net("203.0.113.77".parse().unwrap(), n));
+        assert!(!in_net("203.0.114.1".parse().unwrap(), n));
+        assert!(!in_net("2001:db8::1".parse().unwrap(), n));
+        assert!(in_net(
+            "192.0.2.1".parse().unwrap(),
+            ("0.0.0.0".parse().unwrap(), 0)
+        ));
+        assert!(in_net(
+            "2001:db8:1::5".parse().unwrap(),
+            ("2001:db8:1::".parse().unwrap(), 48)
+        ));
+    }
 }
