@@ -1,0 +1,420 @@
+//! Real SIP software for the namespace tests: Kamailio (Debian's) as the server, SIPp as
+//! the phone.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::ns::{Ns, Proc, sh};
+
+/// Debian's module directory for Kamailio.
+pub const KAMAILIO_MODULES: &str = "/usr/lib/x86_64-linux-gnu/kamailio/modules/";
+
+/// How the Kamailio server answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    /// A registrar answering REGISTER and OPTIONS with 200, `reply_to_via=1`: replies go to
+    /// the top Via as the request carried it (the legacy behaviour rport exists for).
+    LegacyRegistrar,
+    /// The same with Kamailio's default `reply_to_via=0`: replies go to the source address
+    /// and port of the request (rport-aware, RFC 3581 §4).
+    AwareRegistrar,
+    /// A stateless proxy that forwards every request to `SERVER:5070` (a SIPp UAS) and the
+    /// replies back by the Via headers, as RFC 3261 proxies do.
+    Proxy,
+}
+
+/// A Kamailio process, stopped on Drop. It logs the top Via of every request it receives
+/// (`VIA <value>` lines in its log): what the server saw.
+pub struct Kamailio {
+    pub proc: Proc,
+    pub log: PathBuf,
+}
+
+impl Kamailio {
+    pub fn start(ns: &Ns, listen: &str, kind: Server, dir: &Path) -> Result<Kamailio> {
+        let cfg = dir.join(format!("kamailio-{listen}.cfg"));
+        let route = match kind {
+            Server::LegacyRegistrar | Server::AwareRegistrar => {
+                "if (is_method(\"REGISTER|OPTIONS\")) { sl_send_reply(\"200\", \"OK\"); exit; }\n    sl_send_reply(\"405\", \"Method Not Allowed\");"
+            }
+            Server::Proxy => "forward(\"198.51.100.10\", 5070);",
+        };
+        let text = format!(
+            r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=2
+disable_tcp=yes
+auto_aliases=no
+listen=udp:{listen}:5060
+reply_to_via={rtv}
+mpath="{KAMAILIO_MODULES}"
+loadmodule "sl.so"
+loadmodule "pv.so"
+loadmodule "xlog.so"
+loadmodule "textops.so"
+request_route {{
+    xlog("L_ALERT", "VIA $hdr(Via)\n");
+    {route}
+}}
+"#,
+            rtv = if kind == Server::LegacyRegistrar {
+                1
+            } else {
+                0
+            },
+        );
+        std::fs::write(&cfg, text)?;
+        let log = dir.join(format!("kamailio-{listen}.log"));
+        let run = dir.join(format!("kamailio-{listen}.run"));
+        std::fs::create_dir_all(&run)?;
+        let mut c = ns.cmd("kamailio");
+        c.args(["-DD", "-E", "-m", "32", "-M", "8", "-f"])
+            .arg(&cfg)
+            .arg("-P")
+            .arg(run.join("pid"))
+            .arg("-Y")
+            .arg(&run)
+            .arg("-w")
+            .arg(&run);
+        let proc = Proc::spawn(c, "kamailio", &log)?;
+        let k = Kamailio { proc, log };
+        // Up when it listens on 5060.
+        let t = Instant::now();
+        loop {
+            let ss = sh(ns.cmd("ss").args(["-Hlun", "sport", "=", ":5060"])).unwrap_or_default();
+            if ss.contains(listen) {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!(
+                    "kamailio did not start: {}",
+                    std::fs::read_to_string(&k.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(k)
+    }
+
+    /// The top Via of every request it received, in order.
+    pub fn seen_vias(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once("VIA ").map(|(_, v)| v.trim().to_string()))
+            .collect()
+    }
+}
+
+/// A REGISTER scenario: the phone's Via names its private address, with `;rport` or not.
+pub fn register_scenario(rport: bool) -> String {
+    let rport = if rport { ";rport" } else { "" };
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="register through NAT">
+  <send retrans="500">
+    <![CDATA[
+
+REGISTER sip:198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch]{rport}
+From: <sip:phone@198.51.100.10>;tag=[call_number]
+To: <sip:phone@198.51.100.10>
+Call-ID: [call_id]
+CSeq: [call_number] REGISTER
+Contact: <sip:phone@192.168.1.50:[local_port]>
+Max-Forwards: 70
+Expires: 60
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" timeout="2000"/>
+</scenario>
+"#
+    )
+}
+
+/// An INVITE call from the phone: INVITE, 100, 180, 200, ACK, BYE, 200.
+pub fn uac_scenario() -> String {
+    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call through NAT">
+  <send retrans="500">
+    <![CDATA[
+
+INVITE sip:service@198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
+From: <sip:phone@198.51.100.10>;tag=[call_number]
+To: <sip:service@198.51.100.10>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:phone@192.168.1.50:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 1 1 IN IP4 192.168.1.50
+s=-
+c=IN IP4 192.168.1.50
+t=0 0
+m=audio 4000 RTP/AVP 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true" timeout="3000"/>
+  <send>
+    <![CDATA[
+
+ACK sip:service@198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
+From: <sip:phone@198.51.100.10>;tag=[call_number]
+To: <sip:service@198.51.100.10>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="200"/>
+  <send retrans="500">
+    <![CDATA[
+
+BYE sip:service@198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
+From: <sip:phone@198.51.100.10>;tag=[call_number]
+To: <sip:service@198.51.100.10>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" timeout="3000"/>
+</scenario>
+"#
+    .to_string()
+}
+
+/// The called side: 100, 180, 200 to the INVITE, then 200 to the BYE.
+pub fn uas_scenario() -> String {
+    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="answer">
+  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+
+SIP/2.0 100 Trying
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:service@198.51.100.10:5070>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=service 1 1 IN IP4 198.51.100.10
+s=-
+c=IN IP4 198.51.100.10
+t=0 0
+m=audio 5000 RTP/AVP 0
+
+    ]]>
+  </send>
+  <recv request="ACK" optional="true"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"#
+    .to_string()
+}
+
+/// What a SIPp run ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SippResult {
+    pub successful: u64,
+    pub failed: u64,
+}
+
+/// Runs a SIPp client scenario to completion: `calls` calls at `rate` per second, from
+/// `local` (address), to `target` (address:port).
+pub fn sipp_client(
+    ns: &Ns,
+    scenario: &str,
+    dir: &Path,
+    local: &str,
+    local_port: u16,
+    target: &str,
+    calls: u32,
+    rate: u32,
+) -> Result<SippResult> {
+    let name = format!("sipp-{}-{}", local_port, std::process::id());
+    let scen = dir.join(format!("{name}.xml"));
+    std::fs::write(&scen, scenario)?;
+    let stats = dir.join(format!("{name}.csv"));
+    let out = ns
+        .cmd("sipp")
+        .arg(target)
+        .arg("-sf")
+        .arg(&scen)
+        .args([
+            "-i",
+            local,
+            "-p",
+            &local_port.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-r",
+            &rate.to_string(),
+        ])
+        .args([
+            "-nostdin",
+            "-nd",
+            "-timeout",
+            "30s",
+            "-trace_stat",
+            "-fd",
+            "1",
+            "-stf",
+        ])
+        .arg(&stats)
+        .current_dir(dir)
+        .output()
+        .context("running sipp")?;
+    let csv = std::fs::read_to_string(&stats).with_context(|| {
+        format!(
+            "sipp left no statistics: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    parse_sipp_stats(&csv)
+}
+
+/// Reads the cumulative successful/failed call counts from SIPp's `-trace_stat` CSV.
+pub fn parse_sipp_stats(csv: &str) -> Result<SippResult> {
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines
+        .next()
+        .context("empty sipp statistics")?
+        .split(';')
+        .collect();
+    let last: Vec<&str> = lines
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .context("no statistics rows")?
+        .split(';')
+        .collect();
+    let col = |name: &str| -> Result<u64> {
+        let i = head
+            .iter()
+            .position(|h| *h == name)
+            .with_context(|| format!("no column {name}"))?;
+        Ok(last.get(i).and_then(|v| v.trim().parse().ok()).unwrap_or(0))
+    };
+    Ok(SippResult {
+        successful: col("SuccessfulCall(C)")?,
+        failed: col("FailedCall(C)")?,
+    })
+}
+
+/// A SIPp server (UAS) running `scenario` on `local:port`, stopped on Drop.
+pub fn sipp_server(ns: &Ns, scenario: &str, dir: &Path, local: &str, port: u16) -> Result<Proc> {
+    let scen = dir.join(format!("uas-{port}.xml"));
+    std::fs::write(&scen, scenario)?;
+    let mut c: Command = ns.cmd("sipp");
+    // Foreground (no -bg), so the guard owns the process.
+    c.arg("-sf")
+        .arg(&scen)
+        .args([
+            "-i",
+            local,
+            "-p",
+            &port.to_string(),
+            "-nostdin",
+            "-nd",
+            "-trace_err",
+        ])
+        .current_dir(dir);
+    let p = Proc::spawn(c, "sipp uas", &dir.join(format!("uas-{port}.log")))?;
+    let t = Instant::now();
+    while !sh(ns
+        .cmd("ss")
+        .args(["-Hlun", "sport", "=", &format!(":{port}")]))
+    .unwrap_or_default()
+    .contains(local)
+    {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!("sipp uas did not start");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_sipp_statistics() {
+        let csv = "StartTime;LastResetTime;SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C)\n\
+                   a;b;0;0;0;0\n\
+                   a;b;3;4;1;1\n";
+        assert_eq!(
+            parse_sipp_stats(csv).unwrap(),
+            SippResult {
+                successful: 4,
+                failed: 1
+            }
+        );
+        assert!(parse_sipp_stats("").is_err());
+    }
+}
