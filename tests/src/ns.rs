@@ -188,21 +188,21 @@ pub fn sh(c: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-/// The built `rport` binary (target/<profile>/rport, next to the test's deps/ directory).
+/// The built `rport` binary: next to this executable (a binary in target/<profile>/) or one
+/// level up (a test in target/<profile>/deps/).
 pub fn rport_bin() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .context("test binary location")?;
-    let p = dir.join("rport");
-    if !p.exists() {
-        bail!(
-            "{} not built: run `cargo xtask test` (it builds the binaries first)",
-            p.display()
-        );
+    let dir = exe.parent().context("executable location")?;
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        let p = d.join("rport");
+        if p.is_file() {
+            return Ok(p);
+        }
     }
-    Ok(p)
+    bail!(
+        "the rport binary is not built next to {}: run `cargo xtask test` (it builds the binaries first)",
+        exe.display()
+    )
 }
 
 /// Sends `payload` `n` times over UDP from `from` to `to`, inside namespace `ns`.

@@ -52,7 +52,18 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "prometheus",
 ];
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    // One line per error, no backtrace: a failing step already printed its own output.
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root();
     std::env::set_current_dir(&root)?;
