@@ -43,6 +43,11 @@ impl Kamailio {
             }
             Server::Proxy => "forward(\"198.51.100.10\", 5070);",
         };
+        let bracketed = if listen.contains(':') {
+            format!("[{listen}]")
+        } else {
+            listen.to_string()
+        };
         let text = format!(
             r#"#!KAMAILIO
 debug=2
@@ -50,7 +55,7 @@ log_stderror=yes
 children=2
 disable_tcp=yes
 auto_aliases=no
-listen=udp:{listen}:5060
+listen=udp:{bracketed}:5060
 reply_to_via={rtv}
 mpath="{KAMAILIO_MODULES}"
 loadmodule "sl.so"
@@ -113,6 +118,11 @@ request_route {{
 
 /// A REGISTER scenario: the phone's Via names its private address, with `;rport` or not.
 pub fn register_scenario(rport: bool) -> String {
+    register_scenario_via("192.168.1.50:[local_port]", "198.51.100.10", rport)
+}
+
+/// A REGISTER scenario with the given sent-by and registrar host.
+pub fn register_scenario_via(sent_by: &str, registrar: &str, rport: bool) -> String {
     let rport = if rport { ";rport" } else { "" };
     format!(
         r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -120,13 +130,13 @@ pub fn register_scenario(rport: bool) -> String {
   <send retrans="500">
     <![CDATA[
 
-REGISTER sip:198.51.100.10 SIP/2.0
-Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch]{rport}
-From: <sip:phone@198.51.100.10>;tag=[call_number]
-To: <sip:phone@198.51.100.10>
+REGISTER sip:{registrar} SIP/2.0
+Via: SIP/2.0/UDP {sent_by};branch=[branch]{rport}
+From: <sip:phone@{registrar}>;tag=[call_number]
+To: <sip:phone@{registrar}>
 Call-ID: [call_id]
 CSeq: [call_number] REGISTER
-Contact: <sip:phone@192.168.1.50:[local_port]>
+Contact: <sip:phone@{sent_by}>
 Max-Forwards: 70
 Expires: 60
 Content-Length: 0
@@ -296,12 +306,44 @@ pub fn sipp_client(
     calls: u32,
     rate: u32,
 ) -> Result<SippResult> {
+    sipp_client_with(
+        ns,
+        scenario,
+        dir,
+        local,
+        local_port,
+        target,
+        calls,
+        rate,
+        &[],
+    )
+}
+
+/// Like [`sipp_client`], with values for `[field0]`, `[field1]`… (text SIPp would otherwise
+/// read as keywords, such as a bracketed IPv6 address).
+#[allow(clippy::too_many_arguments)]
+pub fn sipp_client_with(
+    ns: &Ns,
+    scenario: &str,
+    dir: &Path,
+    local: &str,
+    local_port: u16,
+    target: &str,
+    calls: u32,
+    rate: u32,
+    fields: &[&str],
+) -> Result<SippResult> {
     let name = format!("sipp-{}-{}", local_port, std::process::id());
     let scen = dir.join(format!("{name}.xml"));
     std::fs::write(&scen, scenario)?;
     let stats = dir.join(format!("{name}.csv"));
-    let out = ns
-        .cmd("sipp")
+    let mut cmd = ns.cmd("sipp");
+    if !fields.is_empty() {
+        let inf = dir.join(format!("{name}.inf"));
+        std::fs::write(&inf, format!("SEQUENTIAL\n{}\n", fields.join(";")))?;
+        cmd.arg("-inf").arg(inf);
+    }
+    let out = cmd
         .arg(target)
         .arg("-sf")
         .arg(&scen)

@@ -96,6 +96,82 @@ impl Drop for NatTopology {
     }
 }
 
+/// The IPv6 case (no NAT: the sent-by simply is not the source):
+/// client 2001:db8:1::50 ── 2001:db8:1::1 gateway 2001:db8:2::1 ── server 2001:db8:2::10.
+/// IPv6 documentation prefix (RFC 3849), inside namespaces of ours only.
+pub struct V6Topology {
+    pub client: Ns,
+    pub gw: Ns,
+    pub server: Ns,
+    pub dir: PathBuf,
+}
+
+impl V6Topology {
+    pub fn new() -> Result<V6Topology> {
+        let dir = std::env::temp_dir().join(unique("rport-topo6-"));
+        std::fs::create_dir_all(&dir)?;
+        let t = V6Topology {
+            client: Ns::new("rp6c")?,
+            gw: Ns::new("rp6g")?,
+            server: Ns::new("rp6s")?,
+            dir,
+        };
+        veth(&t.client, "c0", &t.gw, GW_OUTSIDE)?;
+        veth(&t.gw, GW_INSIDE, &t.server, "s0")?;
+        // nodad: usable at once, no duplicate address detection wait.
+        t.client.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::50/64",
+            "dev",
+            "c0",
+            "nodad",
+        ])?;
+        t.client
+            .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"])?;
+        t.gw.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:1::1/64",
+            "dev",
+            GW_OUTSIDE,
+            "nodad",
+        ])?;
+        t.gw.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:2::1/64",
+            "dev",
+            GW_INSIDE,
+            "nodad",
+        ])?;
+        t.server.ip(&[
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:2::10/64",
+            "dev",
+            "s0",
+            "nodad",
+        ])?;
+        t.server
+            .ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"])?;
+        sh(t.gw
+            .cmd("sysctl")
+            .args(["-qw", "net.ipv6.conf.all.forwarding=1"]))?;
+        Ok(t)
+    }
+}
+
+impl Drop for V6Topology {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// `rport run` on a gateway namespace, stopped (and so detached) on Drop.
 pub struct Rport {
     pub proc: Proc,
