@@ -125,10 +125,13 @@ mod tests {
             for d in &Counter::ALL[..i] {
                 assert_ne!(c.name(), d.name());
             }
+            // Valid as JSON keys and Prometheus metric names.
             assert!(
                 c.name()
                     .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                c.name()
             );
         }
     }
