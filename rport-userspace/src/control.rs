@@ -38,6 +38,13 @@ pub struct StatsArgs {
     /// Refresh every SECS seconds, with per-second rates.
     #[arg(long, value_name = "SECS")]
     pub watch: Option<u64>,
+    /// A short diagnosis of the clients' NATs, in plain language.
+    #[arg(long, conflicts_with = "json")]
+    pub nat: bool,
+    /// Read the pinned XDP maps in DIR directly instead of asking the daemon (works while
+    /// no daemon runs, where DIR's bpffs is visible; daemon counters are then absent).
+    #[arg(long, value_name = "DIR")]
+    pub pin_path: Option<PathBuf>,
 }
 
 /// `rport bindings` flags.
@@ -58,6 +65,8 @@ pub struct Sources {
     pub started: Instant,
     /// Per-batch processing time of the forwarding threads.
     pub batch_time: prometheus::Histogram,
+    /// NAT diagnostics of the forwarding threads.
+    pub nat: Arc<crate::nat::NatTracker>,
 }
 
 fn open_map(sources: &Sources, name: &str) -> Result<Map> {
@@ -98,6 +107,7 @@ pub(crate) fn stats_json(s: &Sources) -> Result<Value> {
         "bindings_live": live,
         "xdp": xdp,
         "daemon": daemon,
+        "nat": s.nat.json(),
     }))
 }
 
@@ -274,7 +284,23 @@ pub fn render_table(v: &Value, prev: Option<&Value>, secs: f64) -> String {
 pub fn stats_cmd(args: StatsArgs) -> Result<()> {
     match args.watch {
         None => {
-            let v = request("stats")?;
+            let v = match &args.pin_path {
+                Some(dir) => stats_json(&Sources {
+                    pin_dir: dir.clone(),
+                    workers: Vec::new(),
+                    started: Instant::now(),
+                    batch_time: crate::metrics::batch_histogram(),
+                    nat: Arc::new(crate::nat::NatTracker::default()),
+                })?,
+                None => request("stats")?,
+            };
+            if args.nat {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs_f64();
+                print!("{}", crate::nat::diagnose(&v, now));
+                return Ok(());
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {

@@ -78,12 +78,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut loaded = loader::load_and_attach(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     let batch_time = crate::metrics::batch_histogram();
-    let workers = crate::forward::start(&mut loaded, &cfg, &stop, &batch_time)?;
+    let nat = Arc::new(crate::nat::NatTracker::default());
+    let workers = crate::forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat)?;
     let sources = Arc::new(control::Sources {
         pin_dir: cfg.pin_dir.clone(),
         workers: workers.stats.clone(),
         started: Instant::now(),
         batch_time,
+        nat,
     });
     let s = sources.clone();
     std::thread::Builder::new()

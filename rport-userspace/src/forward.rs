@@ -16,6 +16,7 @@ use crate::{
     dstats::DaemonStats,
     inject::{self, RawSender},
     loader::{LoadConfig, Loaded},
+    nat::NatTracker,
     rewrite::{Observed, Policy, RewriteError, rewrite_top_via},
 };
 
@@ -50,6 +51,7 @@ pub fn forward_frame(
     force_rport: &[(IpAddr, u8)],
     sender: &mut RawSender,
     stats: &DaemonStats,
+    nat: &NatTracker,
 ) {
     let Ok(h) = inject::locate(&frame[..len.min(frame.len())]) else {
         DaemonStats::add(&stats.bad_frames, 1);
@@ -96,6 +98,13 @@ pub fn forward_frame(
             plen
         }
     };
+    if let Some(cid) = crate::rewrite::call_id(&frame[p0..p0 + new_plen]) {
+        nat.observe(
+            cid,
+            std::net::SocketAddr::new(src, h.sport),
+            std::time::Instant::now(),
+        );
+    }
     let Ok(total) = inject::finish(frame, &h, new_plen) else {
         // TTL exhausted (a router drops it too) or a header that cannot hold the length.
         DaemonStats::add(&stats.bad_frames, 1);
@@ -132,6 +141,7 @@ pub fn start(
     cfg: &LoadConfig,
     stop: &Arc<AtomicBool>,
     batch_time: &prometheus::Histogram,
+    nat: &Arc<NatTracker>,
 ) -> Result<Workers> {
     // The smallest inside MTU: where rewritten requests leave.
     let egress_mtu = loaded
@@ -155,13 +165,18 @@ pub fn start(
                 .with_context(|| format!("registering the AF_XDP socket of {}", xsk.name))?;
             let stats = Arc::new(DaemonStats::default());
             workers.stats.push(stats.clone());
-            let (stop, bt, force) = (stop.clone(), batch_time.clone(), cfg.force_rport.clone());
+            let (stop, bt, force, nat) = (
+                stop.clone(),
+                batch_time.clone(),
+                cfg.force_rport.clone(),
+                nat.clone(),
+            );
             workers.handles.push(
                 std::thread::Builder::new()
                     .name(format!("rport-{}-q{q}", iface.name))
                     .spawn(move || {
                         xsk.run(&stop, &stats, &bt, &mut sender, |frame, len, sender| {
-                            forward_frame(frame, len, &force, sender, &stats)
+                            forward_frame(frame, len, &force, sender, &stats, &nat)
                         })
                     })?,
             );

@@ -17,6 +17,7 @@ pub mod forward;
 pub mod inject;
 pub mod loader;
 pub mod metrics;
+pub mod nat;
 pub mod replay;
 pub mod rewrite;
 pub mod testrun;

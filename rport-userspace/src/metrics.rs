@@ -79,6 +79,16 @@ pub fn render(sources: &Sources) -> Result<String> {
     }
     reg.register(Box::new(ages))?;
     reg.register(Box::new(sources.batch_time.clone()))?;
+    reg.register(Box::new(sources.nat.gap_histogram.clone()))?;
+    counter(
+        &reg,
+        "rport_nat_rebindings_total",
+        "Clients seen from a new public address or port (their NAT dropped the old mapping)",
+        sources
+            .nat
+            .rebindings
+            .load(std::sync::atomic::Ordering::Relaxed),
+    )?;
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&reg.gather(), &mut out)

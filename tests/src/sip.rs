@@ -149,6 +149,40 @@ Content-Length: 0
     )
 }
 
+/// One phone refreshing its registration `n` times in one dialog: same Call-ID, CSeq
+/// counting up, a new branch per REGISTER (RFC 3261 §10.2.4), `pause_ms` between them.
+pub fn refresh_scenario(n: u32, pause_ms: u32) -> String {
+    let mut body = String::new();
+    for i in 1..=n {
+        if i > 1 {
+            body.push_str(&format!("  <pause milliseconds=\"{pause_ms}\"/>\n"));
+        }
+        body.push_str(&format!(
+            r#"  <send retrans="500">
+    <![CDATA[
+
+REGISTER sip:198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
+From: <sip:phone@198.51.100.10>;tag=[call_number]
+To: <sip:phone@198.51.100.10>
+Call-ID: [call_id]
+CSeq: {i} REGISTER
+Contact: <sip:phone@192.168.1.50:[local_port]>
+Max-Forwards: 70
+Expires: 60
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" timeout="2000"/>
+"#
+        ));
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"register refresh\">\n{body}</scenario>\n"
+    )
+}
+
 /// An INVITE call from the phone: INVITE, 100, 180, 200, ACK, BYE, 200.
 pub fn uac_scenario() -> String {
     r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -316,11 +350,12 @@ pub fn sipp_client(
         calls,
         rate,
         &[],
+        &[],
     )
 }
 
 /// Like [`sipp_client`], with values for `[field0]`, `[field1]`… (text SIPp would otherwise
-/// read as keywords, such as a bracketed IPv6 address).
+/// read as keywords, such as a bracketed IPv6 address) and extra SIPp arguments.
 #[allow(clippy::too_many_arguments)]
 pub fn sipp_client_with(
     ns: &Ns,
@@ -332,6 +367,7 @@ pub fn sipp_client_with(
     calls: u32,
     rate: u32,
     fields: &[&str],
+    extra: &[&str],
 ) -> Result<SippResult> {
     let name = format!("sipp-{}-{}", local_port, std::process::id());
     let scen = dir.join(format!("{name}.xml"));
@@ -343,7 +379,7 @@ pub fn sipp_client_with(
         std::fs::write(&inf, format!("SEQUENTIAL\n{}\n", fields.join(";")))?;
         cmd.arg("-inf").arg(inf);
     }
-    let out = cmd
+    cmd.args(extra)
         .arg(target)
         .arg("-sf")
         .arg(&scen)
@@ -368,16 +404,39 @@ pub fn sipp_client_with(
             "-stf",
         ])
         .arg(&stats)
-        .current_dir(dir)
-        .output()
-        .context("running sipp")?;
+        .current_dir(dir);
+    let err_path = dir.join(format!("{name}.stderr"));
+    let status = run_bounded(
+        cmd.stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&err_path)?),
+        std::time::Duration::from_secs(90),
+    )
+    .context("running sipp")?;
     let csv = std::fs::read_to_string(&stats).with_context(|| {
         format!(
-            "sipp left no statistics: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "sipp ({status}) left no statistics: {}",
+            std::fs::read_to_string(&err_path).unwrap_or_default()
         )
     })?;
     parse_sipp_stats(&csv)
+}
+
+/// Runs a command to completion, killing it after `limit`: SIPp's own `-timeout` does not
+/// stop every kind of stuck run, and a hung tool must fail the test, not hang CI.
+pub fn run_bounded(cmd: &mut std::process::Command, limit: std::time::Duration) -> Result<String> {
+    let mut child = cmd.spawn()?;
+    let end = std::time::Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait()? {
+            return Ok(st.to_string());
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("still running after {limit:?}: killed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Reads the cumulative successful/failed call counts from SIPp's `-trace_stat` CSV.

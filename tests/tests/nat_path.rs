@@ -340,6 +340,7 @@ fn ipv6_sent_by_other_than_source() {
         N,
         10,
         &f,
+        &[],
     )
     .unwrap();
     assert_eq!(
@@ -367,6 +368,7 @@ fn ipv6_sent_by_other_than_source() {
         N,
         10,
         &f,
+        &[],
     )
     .unwrap();
     assert_eq!((r.successful, r.failed), (N as u64, 0));
