@@ -162,3 +162,532 @@ pub fn headers(p: &[u8]) -> Result<Headers, ParseError> {
     parse(&p, &mut h)?;
     Ok(h)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SRC4: [u8; 4] = [192, 0, 2, 1];
+    const DST4: [u8; 4] = [198, 51, 100, 2];
+    const SRC6: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01,
+    ];
+    const DST6: [u8; 16] = [
+        0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02,
+    ];
+    const SIP: &[u8] = b"OPTIONS sip:x SIP/2.0\r\n\r\n";
+
+    /// Ethernet header: MACs, then each (TPID, TCI) tag, then the ethertype.
+    fn eth(ethertype: u16, tags: &[(u16, u16)]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        for &(tpid, tci) in tags {
+            f.extend_from_slice(&tpid.to_be_bytes());
+            f.extend_from_slice(&tci.to_be_bytes());
+        }
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f
+    }
+
+    /// IPv4 header with `options` (a multiple of 4 bytes), total length covering `l4_len`.
+    fn ipv4(proto: u8, frag: u16, options: &[u8], l4_len: usize) -> Vec<u8> {
+        assert_eq!(options.len() % 4, 0);
+        let hlen = 20 + options.len();
+        let total = (hlen + l4_len) as u16;
+        let mut ip = vec![0x40 | (hlen / 4) as u8, 0];
+        ip.extend_from_slice(&total.to_be_bytes());
+        ip.extend_from_slice(&[0x12, 0x34]); // id
+        ip.extend_from_slice(&frag.to_be_bytes());
+        ip.extend_from_slice(&[64, proto, 0, 0]); // ttl, proto, checksum (not checked)
+        ip.extend_from_slice(&SRC4);
+        ip.extend_from_slice(&DST4);
+        ip.extend_from_slice(options);
+        ip
+    }
+
+    fn ipv6(next: u8, plen: usize) -> Vec<u8> {
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&(plen as u16).to_be_bytes());
+        ip.extend_from_slice(&[next, 64]);
+        ip.extend_from_slice(&SRC6);
+        ip.extend_from_slice(&DST6);
+        ip
+    }
+
+    fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut u = Vec::new();
+        u.extend_from_slice(&sport.to_be_bytes());
+        u.extend_from_slice(&dport.to_be_bytes());
+        u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u.extend_from_slice(&[0, 0]);
+        u.extend_from_slice(payload);
+        u
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    fn v4_frame(tags: &[(u16, u16)], options: &[u8], payload: &[u8]) -> Vec<u8> {
+        let u = udp(5060, 5080, payload);
+        cat(&[&eth(ETH_P_IP, tags), &ipv4(17, 0, options, u.len()), &u])
+    }
+
+    fn v6_frame(tags: &[(u16, u16)], payload: &[u8]) -> Vec<u8> {
+        let u = udp(5060, 5080, payload);
+        cat(&[&eth(ETH_P_IPV6, tags), &ipv6(17, u.len()), &u])
+    }
+
+    fn parse_slice(f: &[u8]) -> Result<Headers, ParseError> {
+        let mut h = Headers::default();
+        let r = parse(&f, &mut h).map(|()| h);
+        assert_eq!(r, headers(f), "parse and headers disagree");
+        r
+    }
+
+    fn expect_v4(l3: u16, l4: u16, payload_len: u16) -> Headers {
+        Headers {
+            l3,
+            l4,
+            payload: l4 + 8,
+            payload_len,
+            ipv6: false,
+            src: v4_mapped(SRC4),
+            dst: v4_mapped(DST4),
+            sport: 5060,
+            dport: 5080,
+            ..Headers::default()
+        }
+    }
+
+    fn expect_v6(l3: u16, payload_len: u16) -> Headers {
+        Headers {
+            l3,
+            l4: l3 + 40,
+            payload: l3 + 48,
+            payload_len,
+            ipv6: true,
+            src: SRC6,
+            dst: DST6,
+            sport: 5060,
+            dport: 5080,
+            ..Headers::default()
+        }
+    }
+
+    #[test]
+    fn v4_mapped_layout() {
+        assert_eq!(
+            v4_mapped([192, 0, 2, 1]),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]
+        );
+    }
+
+    #[test]
+    fn slice_packet_bounds() {
+        let b: &[u8] = &[1, 2, 3, 4];
+        assert_eq!(Packet::len(&b), 4);
+        assert_eq!(b.u8_at(3), Some(4));
+        assert_eq!(b.u8_at(4), None);
+        assert_eq!(b.be16(2), Some(0x0304));
+        assert_eq!(b.be16(3), None);
+        assert_eq!(b.read::<[u8; 4]>(0), Some([1, 2, 3, 4]));
+        assert_eq!(b.read::<[u8; 4]>(1), None);
+        assert_eq!(b.read::<u8>(usize::MAX), None);
+        assert_eq!(b.read::<[u8; 2]>(usize::MAX - 1), None);
+    }
+
+    #[test]
+    fn ipv4_udp() {
+        let f = v4_frame(&[], &[], SIP);
+        assert_eq!(f.len(), 14 + 20 + 8 + SIP.len());
+        let h = parse_slice(&f).unwrap();
+        assert_eq!(h, expect_v4(14, 34, SIP.len() as u16));
+        assert_eq!(&f[h.payload as usize..][..h.payload_len as usize], SIP);
+        assert!(!h.short);
+        assert!(!h.first_fragment);
+        assert_eq!(h.vlan, 0);
+        assert_eq!(h.vlan_inner, 0);
+    }
+
+    #[test]
+    fn ipv4_with_options() {
+        for words in 1..=10usize {
+            let options: Vec<u8> = (0..words * 4)
+                .map(|i| if i == 0 { 0x94 } else { 1 })
+                .collect();
+            let f = v4_frame(&[], &options, SIP);
+            let h = parse_slice(&f).unwrap();
+            let l4 = (14 + 20 + words * 4) as u16;
+            assert_eq!(h, expect_v4(14, l4, SIP.len() as u16), "ihl {}", 5 + words);
+            assert_eq!(&f[h.payload as usize..], SIP);
+            // Cut inside the options or the UDP header behind them.
+            for len in 34..l4 as usize + 8 {
+                assert_eq!(parse_slice(&f[..len]), Err(ParseError::Truncated), "{len}");
+            }
+        }
+    }
+
+    #[test]
+    fn ipv4_bad_version_or_ihl() {
+        let mut f = v4_frame(&[], &[], SIP);
+        for first in [0x65u8, 0x35, 0x44, 0x40, 0x05] {
+            f[14] = first;
+            assert_eq!(parse_slice(&f), Err(ParseError::NotUdp), "{first:#x}");
+        }
+    }
+
+    #[test]
+    fn ipv6_udp() {
+        let f = v6_frame(&[], SIP);
+        assert_eq!(f.len(), 14 + 40 + 8 + SIP.len());
+        let h = parse_slice(&f).unwrap();
+        assert_eq!(h, expect_v6(14, SIP.len() as u16));
+        assert_eq!(&f[h.payload as usize..][..h.payload_len as usize], SIP);
+    }
+
+    #[test]
+    fn vlan_tags() {
+        // One tag of either kind; the TCI's priority and DEI bits are not part of the id.
+        for tpid in [ETH_P_8021Q, ETH_P_8021AD] {
+            let f = v4_frame(&[(tpid, 0xe064)], &[], SIP);
+            let h = parse_slice(&f).unwrap();
+            let want = Headers {
+                vlan: 100,
+                ..expect_v4(18, 38, SIP.len() as u16)
+            };
+            assert_eq!(h, want, "{tpid:#x}");
+
+            let f = v6_frame(&[(tpid, 0x1fff)], SIP);
+            let h = parse_slice(&f).unwrap();
+            let want = Headers {
+                vlan: 0xfff,
+                ..expect_v6(18, SIP.len() as u16)
+            };
+            assert_eq!(h, want, "{tpid:#x}");
+        }
+        // Two tags: QinQ (802.1ad outer, 802.1Q inner) and any other pair of the two.
+        for (outer, inner) in [
+            (ETH_P_8021AD, ETH_P_8021Q),
+            (ETH_P_8021Q, ETH_P_8021Q),
+            (ETH_P_8021AD, ETH_P_8021AD),
+            (ETH_P_8021Q, ETH_P_8021AD),
+        ] {
+            let f = v4_frame(&[(outer, 100), (inner, 0x30c8)], &[], SIP);
+            let h = parse_slice(&f).unwrap();
+            let want = Headers {
+                vlan: 100,
+                vlan_inner: 200,
+                ..expect_v4(22, 42, SIP.len() as u16)
+            };
+            assert_eq!(h, want, "{outer:#x}/{inner:#x}");
+            assert_eq!(&f[h.payload as usize..], SIP);
+
+            let f = v6_frame(&[(outer, 4094), (inner, 1)], SIP);
+            let h = parse_slice(&f).unwrap();
+            let want = Headers {
+                vlan: 4094,
+                vlan_inner: 1,
+                ..expect_v6(22, SIP.len() as u16)
+            };
+            assert_eq!(h, want);
+        }
+        // A third tag is not looked through.
+        let f = v4_frame(
+            &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2), (ETH_P_8021Q, 3)],
+            &[],
+            SIP,
+        );
+        assert_eq!(parse_slice(&f), Err(ParseError::NotUdp));
+    }
+
+    #[test]
+    fn not_udp() {
+        // TCP, ICMP, GRE over IPv4.
+        for proto in [6u8, 1, 47, 0] {
+            let u = udp(5060, 5060, SIP);
+            let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(proto, 0, &[], u.len()), &u]);
+            assert_eq!(parse_slice(&f), Err(ParseError::NotUdp), "{proto}");
+        }
+        // TCP, hop-by-hop, routing, ICMPv6 over IPv6.
+        for next in [6u8, 0, 43, 58] {
+            let u = udp(5060, 5060, SIP);
+            let f = cat(&[&eth(ETH_P_IPV6, &[]), &ipv6(next, u.len()), &u]);
+            assert_eq!(parse_slice(&f), Err(ParseError::NotUdp), "{next}");
+        }
+        // ARP, LLDP, and a tagged ARP frame.
+        let arp = [0u8; 28];
+        for f in [
+            cat(&[&eth(0x0806, &[]), &arp]),
+            cat(&[&eth(0x88cc, &[]), &arp]),
+            cat(&[&eth(0x0806, &[(ETH_P_8021Q, 5)]), &arp]),
+            cat(&[&eth(0x0806, &[(ETH_P_8021AD, 5), (ETH_P_8021Q, 6)]), &arp]),
+        ] {
+            assert_eq!(parse_slice(&f), Err(ParseError::NotUdp));
+        }
+        // Only the ethertype is needed to say "not IP".
+        assert_eq!(parse_slice(&eth(0x0806, &[])), Err(ParseError::NotUdp));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error_or_a_short_payload() {
+        let opts = [1u8; 8];
+        let frames = [
+            v4_frame(&[], &[], SIP),
+            v4_frame(&[], &opts, SIP),
+            v4_frame(&[(ETH_P_8021Q, 7)], &[], SIP),
+            v4_frame(&[(ETH_P_8021AD, 7), (ETH_P_8021Q, 8)], &opts, SIP),
+            v6_frame(&[], SIP),
+            v6_frame(&[(ETH_P_8021AD, 7), (ETH_P_8021Q, 8)], SIP),
+        ];
+        for f in &frames {
+            let full = parse_slice(f).unwrap();
+            assert!(!full.short);
+            let payload = full.payload as usize;
+            assert_eq!(payload + full.payload_len as usize, f.len());
+            for len in 0..f.len() {
+                let r = parse_slice(&f[..len]);
+                if len < payload {
+                    // Cut inside a header.
+                    assert_eq!(r, Err(ParseError::Truncated), "len {len} of {}", f.len());
+                } else {
+                    // Cut inside the payload: looked into, but marked short.
+                    let want = Headers {
+                        payload_len: (len - payload) as u16,
+                        short: true,
+                        ..full
+                    };
+                    assert_eq!(r, Ok(want), "len {len} of {}", f.len());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn later_ipv4_fragments() {
+        // Any non-zero offset, with or without MF (and DF, which is irrelevant here).
+        for frag in [0x0001u16, 0x00b9, 0x1fff, 0x20b9, 0x2001, 0x4001, 0x3fff] {
+            let payload = [b'x'; 64];
+            let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, frag, &[], 64), &payload]);
+            assert_eq!(parse_slice(&f), Err(ParseError::LaterFragment), "{frag:#x}");
+            // Tagged too.
+            let f = cat(&[
+                &eth(ETH_P_IP, &[(ETH_P_8021Q, 9)]),
+                &ipv4(17, frag, &[], 64),
+                &payload,
+            ]);
+            assert_eq!(parse_slice(&f), Err(ParseError::LaterFragment), "{frag:#x}");
+        }
+        // A later fragment of something else is just not UDP.
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(6, 0x00b9, &[], 8), &[0u8; 8]]);
+        assert_eq!(parse_slice(&f), Err(ParseError::NotUdp));
+        // Only the 20-byte header is needed to tell.
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0x00b9, &[], 100)]);
+        assert_eq!(parse_slice(&f), Err(ParseError::LaterFragment));
+    }
+
+    #[test]
+    fn first_ipv4_fragment() {
+        // The UDP header claims the whole datagram (3000 bytes of payload); this fragment
+        // carries 1000 of them.
+        let mut u = udp(5060, 5080, &[b'a'; 1000]);
+        u[4..6].copy_from_slice(&3008u16.to_be_bytes());
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0x2000, &[], u.len()), &u]);
+        let h = parse_slice(&f).unwrap();
+        assert_eq!(
+            h,
+            Headers {
+                first_fragment: true,
+                short: false,
+                ..expect_v4(14, 34, 1000)
+            }
+        );
+        // DF is not MF: an unfragmented datagram whose UDP length lies is short.
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0x4000, &[], u.len()), &u]);
+        let h = parse_slice(&f).unwrap();
+        assert_eq!(
+            h,
+            Headers {
+                first_fragment: false,
+                short: true,
+                ..expect_v4(14, 34, 1000)
+            }
+        );
+        // DF on a normal datagram changes nothing.
+        let u = udp(5060, 5080, SIP);
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0x4000, &[], u.len()), &u]);
+        assert_eq!(parse_slice(&f), Ok(expect_v4(14, 34, SIP.len() as u16)));
+    }
+
+    #[test]
+    fn ipv6_fragment_header() {
+        // Fragment header (first fragment, offset 0, M=1), then UDP.
+        let fh = [17u8, 0, 0x00, 0x01, 0, 0, 0, 42];
+        let u = udp(5060, 5080, SIP);
+        let f = cat(&[
+            &eth(ETH_P_IPV6, &[]),
+            &ipv6(IPV6_NEXT_FRAGMENT, fh.len() + u.len()),
+            &fh,
+            &u,
+        ]);
+        assert_eq!(parse_slice(&f), Err(ParseError::Ipv6Fragment));
+        // Also when tagged, and when nothing follows the fixed header.
+        let f = cat(&[
+            &eth(ETH_P_IPV6, &[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2)]),
+            &ipv6(IPV6_NEXT_FRAGMENT, 0),
+        ]);
+        assert_eq!(parse_slice(&f), Err(ParseError::Ipv6Fragment));
+        // Cut inside the fixed header: truncated first.
+        assert_eq!(parse_slice(&f[..22 + 39]), Err(ParseError::Truncated));
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        // A 4-byte payload padded to the 60-byte Ethernet minimum.
+        let mut f = v4_frame(&[], &[], b"ping");
+        assert_eq!(f.len(), 46);
+        f.resize(60, 0);
+        let h = parse_slice(&f).unwrap();
+        assert_eq!(h, expect_v4(14, 34, 4));
+        let mut f = v6_frame(&[], b"");
+        f.resize(80, 0xee);
+        assert_eq!(parse_slice(&f), Ok(expect_v6(14, 0)));
+    }
+
+    #[test]
+    fn payload_length_is_capped_by_udp_ip_and_frame() {
+        // UDP length 8: empty payload, trailing bytes ignored.
+        let mut u = udp(5060, 5080, SIP);
+        u[4..6].copy_from_slice(&8u16.to_be_bytes());
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0, &[], u.len()), &u]);
+        assert_eq!(parse_slice(&f), Ok(expect_v4(14, 34, 0)));
+
+        // UDP length 10: two payload bytes.
+        u[4..6].copy_from_slice(&10u16.to_be_bytes());
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0, &[], u.len()), &u]);
+        assert_eq!(parse_slice(&f), Ok(expect_v4(14, 34, 2)));
+
+        // UDP length below the header size: not a UDP datagram one can trust.
+        for bad in [0u16, 1, 7] {
+            u[4..6].copy_from_slice(&bad.to_be_bytes());
+            let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0, &[], u.len()), &u]);
+            assert_eq!(parse_slice(&f), Err(ParseError::Truncated), "{bad}");
+            let f = cat(&[&eth(ETH_P_IPV6, &[]), &ipv6(17, u.len()), &u]);
+            assert_eq!(parse_slice(&f), Err(ParseError::Truncated), "{bad}");
+        }
+
+        // UDP length beyond the IP length: capped by IP, and short.
+        let u = udp(5060, 5080, SIP);
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0, &[], u.len() - 5), &u]);
+        assert_eq!(
+            parse_slice(&f),
+            Ok(Headers {
+                short: true,
+                ..expect_v4(14, 34, SIP.len() as u16 - 5)
+            })
+        );
+        let f = cat(&[&eth(ETH_P_IPV6, &[]), &ipv6(17, u.len() - 5), &u]);
+        assert_eq!(
+            parse_slice(&f),
+            Ok(Headers {
+                short: true,
+                ..expect_v6(14, SIP.len() as u16 - 5)
+            })
+        );
+
+        // IP length shorter than its own headers: nothing usable, no panic.
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0, &[], 0), &u]);
+        let mut f2 = f.clone();
+        f2[16..18].copy_from_slice(&0u16.to_be_bytes());
+        for f in [f, f2] {
+            assert_eq!(
+                parse_slice(&f),
+                Ok(Headers {
+                    short: true,
+                    ..expect_v4(14, 34, 0)
+                })
+            );
+        }
+
+        // IP and UDP lengths beyond the frame: capped by the frame, and short.
+        let mut u = udp(5060, 5080, SIP);
+        u[4..6].copy_from_slice(&1400u16.to_be_bytes());
+        let f = cat(&[&eth(ETH_P_IP, &[]), &ipv4(17, 0, &[], 1400), &u]);
+        assert_eq!(
+            parse_slice(&f),
+            Ok(Headers {
+                short: true,
+                ..expect_v4(14, 34, SIP.len() as u16)
+            })
+        );
+    }
+
+    #[test]
+    fn parse_resets_the_headers() {
+        let mut h = Headers::default();
+        let f = v6_frame(&[(ETH_P_8021AD, 1), (ETH_P_8021Q, 2)], SIP);
+        parse(&f.as_slice(), &mut h).unwrap();
+        assert_eq!(h.vlan_inner, 2);
+        let f = v4_frame(&[], &[], SIP);
+        parse(&f.as_slice(), &mut h).unwrap();
+        assert_eq!(h, expect_v4(14, 34, SIP.len() as u16));
+        // An error leaves nothing of the previous frame behind either.
+        let f = cat(&[&eth(0x0806, &[]), &[0u8; 28]]);
+        assert_eq!(parse(&f.as_slice(), &mut h), Err(ParseError::NotUdp));
+        assert_eq!(
+            h,
+            Headers {
+                l3: 14,
+                ..Headers::default()
+            }
+        );
+    }
+
+    #[test]
+    fn random_frames_do_not_panic() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let templates = [
+            v4_frame(&[], &[1; 8], SIP),
+            v6_frame(&[(ETH_P_8021AD, 3), (ETH_P_8021Q, 4)], SIP),
+        ];
+        let mut oks = 0;
+        for i in 0..5000 {
+            let mut f = if i % 2 == 0 {
+                let len = (next() % 120) as usize;
+                let mut f: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                if len >= 14 && i % 4 == 0 {
+                    let et =
+                        [ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD][(next() % 4) as usize];
+                    f[12..14].copy_from_slice(&et.to_be_bytes());
+                }
+                f
+            } else {
+                templates[(i / 2) % 2].clone()
+            };
+            // Flip a few bytes of the headers and cut at a random length.
+            for _ in 0..(next() % 4) {
+                if !f.is_empty() {
+                    let at = (next() % f.len().min(70) as u64) as usize;
+                    f[at] = next() as u8;
+                }
+            }
+            let cut = (next() % (f.len() as u64 + 1)) as usize;
+            let f = &f[..cut];
+            if let Ok(h) = parse_slice(f) {
+                oks += 1;
+                assert!(h.l3 < h.l4 && h.l4 < h.payload, "{h:?}");
+                assert!(
+                    h.payload as usize + h.payload_len as usize <= f.len(),
+                    "{h:?}"
+                );
+                assert!(h.payload as usize <= f.len(), "{h:?}");
+            }
+        }
+        assert!(oks > 100, "{oks}");
+    }
+}

@@ -496,7 +496,12 @@ impl Scan {
             return;
         }
         if c.is_ascii_digit() {
-            self.v4_octet = self.v4_octet * 10 + (c - b'0') as u32;
+            // Wrapping: a host name may hold any number of digits; once it is not an IPv4
+            // literal (`v4_ok` 0, sticky) the octet value no longer matters.
+            self.v4_octet = self
+                .v4_octet
+                .wrapping_mul(10)
+                .wrapping_add((c - b'0') as u32);
             self.v4_digits += 1;
             if self.v4_digits > 3 || self.v4_octet > 255 {
                 self.v4_ok = 0;
@@ -682,5 +687,1012 @@ impl Scan {
         }
         s.finish();
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rport_common::hash::{FNV_OFFSET, bytes, transaction_key};
+
+    const CLASS: u32 =
+        flags::SENT_BY_PRIVATE | flags::SENT_BY_CGNAT | flags::SENT_BY_NAME | flags::SENT_BY_V6;
+    const RPORT_BITS: u32 = flags::RPORT_EMPTY | flags::RPORT_VALUE;
+    const CALL_ID: &str = "a84b4c76e66710@pc33.example.com";
+
+    /// Feeds `msg` one byte at a time until `step` says stop, then `finish()`es, as the XDP
+    /// side does. Returns the scanner and how many bytes were fed (the stopping one included).
+    fn feed(msg: &[u8]) -> (Scan, usize) {
+        let mut s = Scan::new();
+        let mut n = 0;
+        for &c in msg {
+            n += 1;
+            if !s.step(c) {
+                break;
+            }
+        }
+        s.finish();
+        // Whatever the caller (bpf_loop here, `run` on the host), the result is the same.
+        if msg.len() <= rport_common::SCAN_WINDOW as usize {
+            assert_eq!(s, Scan::run(msg), "feed and run disagree");
+        }
+        (s, n)
+    }
+
+    fn scan(msg: &str) -> Scan {
+        feed(msg.as_bytes()).0
+    }
+
+    /// An INVITE with `via` (one or more full header lines, no trailing CRLF) first.
+    fn invite(via: &str) -> String {
+        format!(
+            "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n{via}\r\n\
+             Max-Forwards: 70\r\n\
+             To: Bob <sip:bob@biloxi.example.com>\r\n\
+             From: Alice <sip:alice@atlanta.example.com>;tag=1928301774\r\n\
+             Call-ID: {CALL_ID}\r\n\
+             CSeq: 314159 INVITE\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    fn h(s: &str) -> u64 {
+        bytes(FNV_OFFSET, s.as_bytes())
+    }
+
+    fn ok(s: &Scan) {
+        assert_eq!(s.found & found::VIA, found::VIA, "{s:?}");
+        assert_eq!(s.found & found::VIA_DONE, found::VIA_DONE, "{s:?}");
+        assert_eq!(s.found & found::MALFORMED, 0, "{s:?}");
+    }
+
+    fn malformed(s: &Scan) {
+        assert_eq!(
+            s.found & (found::VIA | found::VIA_DONE | found::MALFORMED),
+            found::VIA | found::VIA_DONE | found::MALFORMED,
+            "{s:?}"
+        );
+    }
+
+    #[test]
+    fn new_starts_from_fnv_offset() {
+        let s = Scan::new();
+        assert_eq!(s.state, FIRST_LINE);
+        assert_eq!(s.branch_hash, FNV_OFFSET);
+        assert_eq!(s.host_hash, FNV_OFFSET);
+        assert_eq!(s.callid_hash, FNV_OFFSET);
+        assert_eq!(s.v4_ok, 1);
+        assert_eq!(s.found, 0);
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.sent_by_v4(), None);
+    }
+
+    #[test]
+    fn via_first_with_cookie_stops_after_the_via() {
+        let msg = invite("Via: SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bK776asdhds");
+        let (s, n) = feed(msg.as_bytes());
+        // Stops on the first byte of the next header: nothing more is needed.
+        let next = msg.find("Max-Forwards").unwrap();
+        assert_eq!(n, next + 1);
+        assert_eq!(s.state, DONE);
+        assert_eq!(s.found, found::VIA | found::VIA_DONE | found::BRANCH);
+        assert_eq!(s.flags, flags::MAGIC_COOKIE);
+        assert_eq!(s.port, 5060);
+        assert_eq!(s.rport, 0);
+        assert_eq!(s.host_len, 12);
+        assert_eq!(s.branch_len, 16);
+        assert_eq!(s.host_hash, h("203.0.113.10"));
+        assert_eq!(s.branch_hash, h("z9hG4bK776asdhds"));
+        assert_eq!(s.callid_hash, FNV_OFFSET);
+        assert_eq!(s.sent_by_v4(), Some([203, 0, 113, 10]));
+        assert_eq!(s.key(), h("z9hG4bK776asdhds"));
+        assert_eq!(
+            s.key(),
+            transaction_key(b"z9hG4bK776asdhds", b"203.0.113.10", 5060, b"")
+        );
+    }
+
+    #[test]
+    fn status_line_response_is_scanned_too() {
+        let msg = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bKr;rport=41234;received=198.51.100.7\r\n\r\n";
+        let s = scan(msg);
+        assert_eq!(
+            s.found,
+            found::VIA | found::VIA_DONE | found::BRANCH | found::HEADERS_END
+        );
+        assert_eq!(
+            s.flags,
+            flags::MAGIC_COOKIE | flags::RPORT_VALUE | flags::RECEIVED
+        );
+        assert_eq!(s.rport, 41234);
+        assert_eq!(s.port, 5060);
+    }
+
+    #[test]
+    fn via_after_other_headers() {
+        let msg = "REGISTER sip:registrar.example.com SIP/2.0\r\n\
+                   To: <sip:alice@example.com>\r\n\
+                   From: <sip:alice@example.com>;tag=456248\r\n\
+                   Call-ID: 843817637684230@998sdasdh09\r\n\
+                   CSeq: 1826 REGISTER\r\n\
+                   Via: SIP/2.0/UDP 192.168.1.50:5070;branch=z9hG4bKnashds7\r\n\r\n";
+        let s = scan(msg);
+        assert_eq!(
+            s.found,
+            found::VIA | found::VIA_DONE | found::BRANCH | found::CALL_ID | found::HEADERS_END
+        );
+        assert_eq!(s.flags, flags::MAGIC_COOKIE | flags::SENT_BY_PRIVATE);
+        assert_eq!(s.port, 5070);
+        assert_eq!(s.host_hash, h("192.168.1.50"));
+        assert_eq!(s.callid_hash, h("843817637684230@998sdasdh09"));
+        assert_eq!(s.sent_by_v4(), Some([192, 168, 1, 50]));
+    }
+
+    #[test]
+    fn request_line_and_body_are_not_headers() {
+        // "Via:" in the request line and in the body after the empty line are ignored.
+        let msg = "MESSAGE sip:Via:x@example.com SIP/2.0\r\n\
+                   Call-ID: c1\r\n\
+                   Content-Length: 40\r\n\r\n\
+                   Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKbody\r\n";
+        let (s, n) = feed(msg.as_bytes());
+        assert_eq!(s.found, found::CALL_ID | found::HEADERS_END);
+        assert_eq!(n, msg.find("\r\n\r\n").unwrap() + 4);
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.host_len, 0);
+    }
+
+    #[test]
+    fn compact_forms() {
+        let msg = "BYE sip:bob@example.com SIP/2.0\r\n\
+                   v: SIP/2.0/UDP 198.51.100.2:5062;branch=legacy1\r\n\
+                   i: compact-call-id\r\n\r\n";
+        let s = scan(msg);
+        ok(&s);
+        assert_eq!(s.found & found::CALL_ID, found::CALL_ID);
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.port, 5062);
+        assert_eq!(s.branch_hash, h("legacy1"));
+        assert_eq!(s.callid_hash, h("compact-call-id"));
+        assert_eq!(
+            s.key(),
+            transaction_key(b"legacy1", b"198.51.100.2", 5062, b"compact-call-id")
+        );
+        // Uppercase compact forms too.
+        let s2 = scan(&msg.replace("v:", "V:").replace("i:", "I:"));
+        assert_eq!(s2, s);
+    }
+
+    #[test]
+    fn header_names_are_case_insensitive() {
+        let lower = scan(&invite("via: SIP/2.0/UDP 198.51.100.2:5060;branch=b1"));
+        let upper = scan(
+            &invite("VIA: SIP/2.0/UDP 198.51.100.2:5060;branch=b1").replace("Call-ID", "CALL-ID"),
+        );
+        let mixed = scan(
+            &invite("vIA: SIP/2.0/UDP 198.51.100.2:5060;branch=b1").replace("Call-ID", "call-id"),
+        );
+        ok(&lower);
+        assert_eq!(lower.found & found::CALL_ID, found::CALL_ID);
+        assert_eq!(lower.port, 5060);
+        assert_eq!(lower.callid_hash, h(CALL_ID));
+        assert_eq!(upper, lower);
+        assert_eq!(mixed, lower);
+        // Parameter names too; values (the branch) are case-sensitive.
+        let p = scan(&invite(
+            "Via: SIP/2.0/UDP 198.51.100.2;RPort;BRANCH=z9hG4bKX;Received=1.2.3.4",
+        ));
+        assert_eq!(
+            p.flags,
+            flags::RPORT_EMPTY | flags::MAGIC_COOKIE | flags::RECEIVED
+        );
+        assert_eq!(p.branch_hash, h("z9hG4bKX"));
+    }
+
+    #[test]
+    fn not_via_lookalike_names() {
+        let msg = "INVITE sip:x SIP/2.0\r\n\
+                   Viaduct: SIP/2.0/UDP 10.0.0.1:1;branch=z9hG4bKno\r\n\
+                   X-Via: SIP/2.0/UDP 10.0.0.1:1;branch=z9hG4bKno\r\n\
+                   Vi: SIP/2.0/UDP 10.0.0.1:1;branch=z9hG4bKno\r\n\
+                   VeryLongHeaderNameVia: x\r\n\r\n";
+        let s = scan(msg);
+        assert_eq!(s.found, found::HEADERS_END);
+        assert_eq!(s.flags, 0);
+    }
+
+    #[test]
+    fn whitespace_everywhere_it_is_allowed() {
+        let tight = scan(&invite(
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKabc;received=1.2.3.4",
+        ));
+        let loose = scan(&invite(
+            "Via \t : SIP / 2.0 /  UDP \t 10.0.0.1 : 5060 ; rport ; branch = z9hG4bKabc ;\treceived =  1.2.3.4 ",
+        ));
+        for s in [&tight, &loose] {
+            assert_eq!(s.found, found::VIA | found::VIA_DONE | found::BRANCH);
+            assert_eq!(
+                s.flags,
+                flags::RPORT_EMPTY | flags::SENT_BY_PRIVATE | flags::MAGIC_COOKIE | flags::RECEIVED
+            );
+            assert_eq!(s.port, 5060);
+            assert_eq!(s.rport, 0);
+            assert_eq!(s.host_len, 8);
+            assert_eq!(s.host_hash, h("10.0.0.1"));
+            assert_eq!(s.branch_hash, h("z9hG4bKabc"));
+            assert_eq!(s.sent_by_v4(), Some([10, 0, 0, 1]));
+        }
+        assert_eq!(tight.key(), loose.key());
+        // No whitespace at all between the parts that may have it, and a value for rport.
+        let s = scan(&invite(
+            "Via:SIP/2.0/UDP 10.0.0.1:5060;rport = 7 ;branch=z9hG4bKabc",
+        ));
+        ok(&s);
+        assert_eq!(s.rport, 7);
+        assert_eq!(
+            s.flags,
+            flags::RPORT_VALUE | flags::SENT_BY_PRIVATE | flags::MAGIC_COOKIE
+        );
+    }
+
+    #[test]
+    fn folded_via() {
+        let straight = scan(&invite(
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKfold",
+        ));
+        for via in [
+            "Via: SIP/2.0/UDP 10.0.0.1:5060\r\n ;rport\r\n\t;branch=z9hG4bKfold",
+            "Via: SIP/2.0/UDP\r\n 10.0.0.1:5060;rport;branch=z9hG4bKfold",
+            "Via:\r\n SIP/2.0/UDP 10.0.0.1:5060;rport;branch=z9hG4bKfold",
+            "Via: SIP/2.0/UDP 10.0.0.1\r\n :5060;rport;branch=z9hG4bKfold",
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;rport\r\n  ;  branch=z9hG4bKfold",
+        ] {
+            let s = scan(&invite(via));
+            assert_eq!(
+                s.found,
+                found::VIA | found::VIA_DONE | found::BRANCH,
+                "{via:?}"
+            );
+            assert_eq!(
+                s.flags,
+                flags::RPORT_EMPTY | flags::SENT_BY_PRIVATE | flags::MAGIC_COOKIE,
+                "{via:?}"
+            );
+            assert_eq!(s.port, 5060, "{via:?}");
+            assert_eq!(s.host_hash, h("10.0.0.1"), "{via:?}");
+            assert_eq!(s.branch_hash, h("z9hG4bKfold"), "{via:?}");
+            assert_eq!(s.key(), straight.key(), "{via:?}");
+        }
+    }
+
+    #[test]
+    fn folded_call_id_is_hashed_without_whitespace() {
+        let msg = "INVITE sip:x SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP 198.51.100.9:5060;branch=old\r\n\
+                   Call-ID: abc\r\n def \r\n\r\n";
+        let s = scan(msg);
+        assert_eq!(s.callid_hash, h("abcdef"));
+        assert_eq!(
+            s.found,
+            found::VIA | found::VIA_DONE | found::BRANCH | found::CALL_ID | found::HEADERS_END
+        );
+        assert_eq!(
+            s.key(),
+            transaction_key(b"old", b"198.51.100.9", 5060, b"abc\r\n def ")
+        );
+    }
+
+    #[test]
+    fn only_the_first_value_on_the_line_counts() {
+        let msg = invite(
+            "Via: SIP/2.0/UDP 198.51.100.1:5070;branch=z9hG4bKfirst, SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKsecond;rport=1",
+        );
+        let (s, n) = feed(msg.as_bytes());
+        // Cookie branch: done at the comma.
+        assert_eq!(n, msg.find(',').unwrap() + 1);
+        assert_eq!(s.found, found::VIA | found::VIA_DONE | found::BRANCH);
+        assert_eq!(s.flags, flags::MAGIC_COOKIE);
+        assert_eq!(s.port, 5070);
+        assert_eq!(s.rport, 0);
+        assert_eq!(s.host_hash, h("198.51.100.1"));
+        assert_eq!(s.branch_hash, h("z9hG4bKfirst"));
+
+        // Legacy branch: the rest of the line is skipped and the Call-ID still read.
+        let s = scan(&invite(
+            "Via: SIP/2.0/UDP 198.51.100.1:5070;branch=abc , SIP/2.0/UDP 10.0.0.2:5080;branch=z9hG4bKx;rport=1;received=q",
+        ));
+        assert_eq!(
+            s.found,
+            found::VIA | found::VIA_DONE | found::BRANCH | found::CALL_ID
+        );
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.port, 5070);
+        assert_eq!(s.branch_hash, h("abc"));
+        assert_eq!(
+            s.key(),
+            transaction_key(b"abc", b"198.51.100.1", 5070, CALL_ID.as_bytes())
+        );
+
+        // Comma right after the host or the port, or after a valueless parameter.
+        for via in [
+            "Via: SIP/2.0/UDP 198.51.100.1,SIP/2.0/UDP 10.0.0.2:1;rport",
+            "Via: SIP/2.0/UDP 198.51.100.1 ,SIP/2.0/UDP 10.0.0.2:1;rport",
+            "Via: SIP/2.0/UDP 198.51.100.1:5070,SIP/2.0/UDP 10.0.0.2:1;rport",
+            "Via: SIP/2.0/UDP 198.51.100.1:5070;lr,SIP/2.0/UDP 10.0.0.2:1;rport",
+        ] {
+            let s = scan(&invite(via));
+            ok(&s);
+            assert_eq!(s.flags, 0, "{via:?}");
+            assert_eq!(s.host_hash, h("198.51.100.1"), "{via:?}");
+        }
+    }
+
+    #[test]
+    fn second_via_header_is_ignored() {
+        let msg = "INVITE sip:x SIP/2.0\r\n\
+                   Via: SIP/2.0/UDP 198.51.100.1:5070;branch=1\r\n\
+                   Via: SIP/2.0/TCP 10.0.0.9:5999;rport=7;branch=z9hG4bKsecond;received=x\r\n\
+                   v: SIP/2.0/UDP [fd00::1];rport\r\n\
+                   Call-ID: id1\r\n\r\n";
+        let s = scan(msg);
+        assert_eq!(
+            s.found,
+            found::VIA | found::VIA_DONE | found::BRANCH | found::CALL_ID | found::HEADERS_END
+        );
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.port, 5070);
+        assert_eq!(s.rport, 0);
+        assert_eq!(s.host_hash, h("198.51.100.1"));
+        assert_eq!(s.branch_hash, h("1"));
+        assert_eq!(s.sent_by_v4(), Some([198, 51, 100, 1]));
+        assert_eq!(
+            s.key(),
+            transaction_key(b"1", b"198.51.100.1", 5070, b"id1")
+        );
+    }
+
+    #[test]
+    fn second_call_id_header_is_ignored() {
+        let s = scan(
+            "INVITE sip:x SIP/2.0\r\nCall-ID: one\r\nVia: SIP/2.0/UDP h;branch=x\r\ni: two\r\nCall-ID: three\r\n\r\n",
+        );
+        assert_eq!(s.callid_hash, h("one"));
+    }
+
+    #[test]
+    fn no_via() {
+        let msg = "OPTIONS sip:x@example.com SIP/2.0\r\nTo: <sip:x@example.com>\r\n\r\nbody";
+        let (s, n) = feed(msg.as_bytes());
+        assert_eq!(s.found, found::HEADERS_END);
+        // Stops on the LF of the empty line.
+        assert_eq!(n, msg.len() - 4);
+        assert_eq!(n, 62);
+        assert_eq!(s.state, DONE);
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.sent_by_v4(), None);
+
+        let s = scan("OPTIONS sip:x SIP/2.0\r\nCall-ID: q\r\n\r\n");
+        assert_eq!(s.found, found::CALL_ID | found::HEADERS_END);
+
+        // LF-only line ends work the same.
+        let s = scan("OPTIONS sip:x SIP/2.0\nCall-ID: q\n\n");
+        assert_eq!(s.found, found::CALL_ID | found::HEADERS_END);
+
+        // Headers never end within the bytes: neither flag.
+        let s = scan("OPTIONS sip:x SIP/2.0\r\nTo: <sip:x>\r\nFrom: <sip:y>");
+        assert_eq!(s.found, 0);
+
+        let s = scan("");
+        assert_eq!(s.found, 0);
+        assert_eq!(s, Scan::new());
+    }
+
+    #[test]
+    fn lf_only_line_ends() {
+        let s = scan(
+            "INVITE sip:x SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=old\n ;rport=5\nCall-ID: c\n\n",
+        );
+        assert_eq!(
+            s.found,
+            found::VIA | found::VIA_DONE | found::BRANCH | found::CALL_ID | found::HEADERS_END
+        );
+        assert_eq!(s.flags, flags::SENT_BY_PRIVATE | flags::RPORT_VALUE);
+        assert_eq!(s.rport, 5);
+        assert_eq!(s.key(), transaction_key(b"old", b"10.0.0.1", 5060, b"c"));
+    }
+
+    fn via(params: &str) -> Scan {
+        scan(&invite(&format!(
+            "Via: SIP/2.0/UDP 198.51.100.1:5060{params}"
+        )))
+    }
+
+    #[test]
+    fn rport_absent_empty_value() {
+        // (params, flags & RPORT_BITS, rport)
+        let cases: &[(&str, u32, u32)] = &[
+            (";branch=z9hG4bK1", 0, 0),
+            (";branch=z9hG4bK1;rport", flags::RPORT_EMPTY, 0),
+            (";rport;branch=z9hG4bK1", flags::RPORT_EMPTY, 0),
+            (";rport", flags::RPORT_EMPTY, 0),
+            (";rport ", flags::RPORT_EMPTY, 0),
+            (";rport=", flags::RPORT_EMPTY, 0),
+            (";rport=;branch=z9hG4bK1", flags::RPORT_EMPTY, 0),
+            (";rport=1234", flags::RPORT_VALUE, 1234),
+            (";rport=1234;branch=z9hG4bK1", flags::RPORT_VALUE, 1234),
+            (";branch=z9hG4bK1;rport=1234", flags::RPORT_VALUE, 1234),
+            (";rport = 1234 ;branch=z9hG4bK1", flags::RPORT_VALUE, 1234),
+            (";rport=0", flags::RPORT_VALUE, 0),
+            (";rport=65535", flags::RPORT_VALUE, 65535),
+            (";rport=00080", flags::RPORT_VALUE, 80),
+            // Present but unusable: treated as empty, value cleared.
+            (";rport=65536", flags::RPORT_EMPTY, 0),
+            (";rport=99999", flags::RPORT_EMPTY, 0),
+            (";rport=123456", flags::RPORT_EMPTY, 0),
+            (";rport=abc", flags::RPORT_EMPTY, 0),
+            (";rport=12a", flags::RPORT_EMPTY, 0),
+            // Not rport.
+            (";rports=1", 0, 0),
+            (";xrport", 0, 0),
+        ];
+        for &(params, want, rport) in cases {
+            let s = via(params);
+            ok(&s);
+            assert_eq!(s.flags & RPORT_BITS, want, "{params:?}");
+            assert_eq!(s.rport, rport, "{params:?}");
+            assert_eq!(s.port, 5060, "{params:?}");
+        }
+    }
+
+    #[test]
+    fn received_present_or_not() {
+        for (params, want) in [
+            (";branch=z9hG4bK1", 0),
+            (";received=203.0.113.5;branch=z9hG4bK1", flags::RECEIVED),
+            (";branch=z9hG4bK1;received=203.0.113.5", flags::RECEIVED),
+            (";received;branch=z9hG4bK1", flags::RECEIVED),
+            (";branch=z9hG4bK1;received", flags::RECEIVED),
+            (";received=", flags::RECEIVED),
+            (";receive=1.2.3.4", 0),
+            (";receivedx=1.2.3.4", 0),
+        ] {
+            let s = via(params);
+            ok(&s);
+            assert_eq!(s.flags & flags::RECEIVED, want, "{params:?}");
+        }
+    }
+
+    #[test]
+    fn magic_cookie_detection() {
+        for (branch, cookie) in [
+            ("z9hG4bK", true),
+            ("z9hG4bK74bf9", true),
+            ("z9hG4bK-d8754z-1", true),
+            ("z9hG4b", false),
+            ("z9hg4bK74bf9", false),
+            ("Z9hG4bK74bf9", false),
+            ("xz9hG4bK74bf9", false),
+            ("74bf9", false),
+            ("", false),
+        ] {
+            let s = via(&format!(";branch={branch}"));
+            ok(&s);
+            assert_eq!(s.found & found::BRANCH, found::BRANCH, "{branch:?}");
+            assert_eq!(s.flags & flags::MAGIC_COOKIE != 0, cookie, "{branch:?}");
+            assert_eq!(s.branch_hash, h(branch), "{branch:?}");
+            assert_eq!(s.branch_len as usize, branch.len(), "{branch:?}");
+        }
+        // A branch without a value, and none at all.
+        let s = via(";branch");
+        assert_eq!(s.found & found::BRANCH, found::BRANCH);
+        assert_eq!(s.branch_hash, FNV_OFFSET);
+        let s = via(";lr");
+        assert_eq!(s.found & found::BRANCH, 0);
+        assert_eq!(s.branch_hash, FNV_OFFSET);
+        assert_eq!(s.found & found::CALL_ID, found::CALL_ID);
+    }
+
+    #[test]
+    fn key_with_and_without_cookie() {
+        let with_call_id = |via: &str, call_id: &str| scan(&invite(via).replace(CALL_ID, call_id));
+        // Legacy branch: the Call-ID is part of the key.
+        let legacy = "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=1234";
+        let a = with_call_id(legacy, "call-a@host");
+        let b = with_call_id(legacy, "call-b@host");
+        assert_eq!(a.found & found::CALL_ID, found::CALL_ID);
+        assert_eq!(a.flags & flags::MAGIC_COOKIE, 0);
+        assert_ne!(a.callid_hash, b.callid_hash);
+        assert_ne!(a.key(), b.key());
+        assert_eq!(
+            a.key(),
+            transaction_key(b"1234", b"198.51.100.1", 5060, b"call-a@host")
+        );
+        assert_eq!(
+            b.key(),
+            transaction_key(b"1234", b"198.51.100.1", 5060, b"call-b@host")
+        );
+        // Same Call-ID, other sent-by host or port: other key.
+        let c = with_call_id(
+            "Via: SIP/2.0/UDP 198.51.100.2:5060;branch=1234",
+            "call-a@host",
+        );
+        let d = with_call_id(
+            "Via: SIP/2.0/UDP 198.51.100.1:5061;branch=1234",
+            "call-a@host",
+        );
+        let e = with_call_id("Via: SIP/2.0/UDP 198.51.100.1;branch=1234", "call-a@host");
+        assert_ne!(a.key(), c.key());
+        assert_ne!(a.key(), d.key());
+        assert_ne!(a.key(), e.key());
+
+        // Cookie branch: the Call-ID (never even read) does not matter.
+        let cookie = "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK1234";
+        let a = with_call_id(cookie, "call-a@host");
+        let b = with_call_id(cookie, "call-b@host");
+        assert_eq!(a.found & found::CALL_ID, 0);
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.key(), h("z9hG4bK1234"));
+        // Nor does the sent-by.
+        let c = with_call_id(
+            "Via: SIP/2.0/TCP [2001:db8::9]:7000;branch=z9hG4bK1234",
+            "x",
+        );
+        assert_eq!(a.key(), c.key());
+        // Call-ID before the Via, with a cookie: read anyway, key unchanged.
+        let s = scan(
+            "INVITE sip:x SIP/2.0\r\nCall-ID: early\r\nVia: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bK1234\r\n\r\n",
+        );
+        assert_eq!(s.found & found::CALL_ID, found::CALL_ID);
+        assert_eq!(s.key(), a.key());
+    }
+
+    #[test]
+    fn key_matches_transaction_key() {
+        // (Via line, branch, host, port, Call-ID line, Call-ID value)
+        let cases: &[(&str, &str, &str, u16, &str, &str)] = &[
+            (
+                "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKa",
+                "z9hG4bKa",
+                "198.51.100.1",
+                5060,
+                "Call-ID: x",
+                "x",
+            ),
+            (
+                "Via: SIP/2.0/UDP 198.51.100.1:5060;branch=legacy",
+                "legacy",
+                "198.51.100.1",
+                5060,
+                "Call-ID: x",
+                "x",
+            ),
+            (
+                "Via: SIP/2.0/UDP pbx.example.com;branch=legacy;rport",
+                "legacy",
+                "pbx.example.com",
+                0,
+                "i: 12@host",
+                "12@host",
+            ),
+            (
+                "v: SIP/2.0/TLS [2001:db8::1]:5062;received=1.2.3.4",
+                "",
+                "[2001:db8::1]",
+                5062,
+                "Call-ID:  spaced id \t",
+                "spaced id",
+            ),
+            (
+                "Via: SIP/2.0/UDP 10.0.0.1 : 5060 ; branch = old ; rport = 9",
+                "old",
+                "10.0.0.1",
+                5060,
+                "Call-ID: a\r\n b",
+                "ab",
+            ),
+            (
+                "Via: SIP/2.0/UDP h:1;branch=z9hG4bK",
+                "z9hG4bK",
+                "h",
+                1,
+                "Call-ID: c",
+                "c",
+            ),
+        ];
+        for &(via, branch, host, port, cid_line, cid) in cases {
+            let msg = format!(
+                "INVITE sip:x SIP/2.0\r\n{via}\r\nTo: <sip:x>\r\n{cid_line}\r\nCSeq: 1 INVITE\r\n\r\n"
+            );
+            let s = scan(&msg);
+            ok(&s);
+            assert_eq!(s.port, port as u32, "{via:?}");
+            assert_eq!(s.host_hash, h(host), "{via:?}");
+            assert_eq!(s.host_len as usize, host.len(), "{via:?}");
+            assert_eq!(s.branch_hash, h(branch), "{via:?}");
+            assert_eq!(
+                s.key(),
+                transaction_key(branch.as_bytes(), host.as_bytes(), port, cid.as_bytes()),
+                "{via:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sent_by_classification() {
+        // (host, class flags, sent_by_v4)
+        let cases: &[(&str, u32, Option<[u8; 4]>)] = &[
+            ("203.0.113.7", 0, Some([203, 0, 113, 7])),
+            ("8.8.8.8", 0, Some([8, 8, 8, 8])),
+            ("0.0.0.0", 0, Some([0, 0, 0, 0])),
+            ("255.255.255.255", 0, Some([255, 255, 255, 255])),
+            ("10.0.0.1", flags::SENT_BY_PRIVATE, Some([10, 0, 0, 1])),
+            (
+                "10.255.255.254",
+                flags::SENT_BY_PRIVATE,
+                Some([10, 255, 255, 254]),
+            ),
+            ("11.0.0.1", 0, Some([11, 0, 0, 1])),
+            ("9.255.255.255", 0, Some([9, 255, 255, 255])),
+            ("172.16.0.1", flags::SENT_BY_PRIVATE, Some([172, 16, 0, 1])),
+            (
+                "172.31.255.255",
+                flags::SENT_BY_PRIVATE,
+                Some([172, 31, 255, 255]),
+            ),
+            ("172.15.0.1", 0, Some([172, 15, 0, 1])),
+            ("172.32.0.1", 0, Some([172, 32, 0, 1])),
+            (
+                "192.168.0.1",
+                flags::SENT_BY_PRIVATE,
+                Some([192, 168, 0, 1]),
+            ),
+            (
+                "192.168.255.255",
+                flags::SENT_BY_PRIVATE,
+                Some([192, 168, 255, 255]),
+            ),
+            ("192.169.0.1", 0, Some([192, 169, 0, 1])),
+            ("192.167.0.1", 0, Some([192, 167, 0, 1])),
+            ("100.64.0.1", flags::SENT_BY_CGNAT, Some([100, 64, 0, 1])),
+            (
+                "100.127.255.254",
+                flags::SENT_BY_CGNAT,
+                Some([100, 127, 255, 254]),
+            ),
+            ("100.63.255.255", 0, Some([100, 63, 255, 255])),
+            ("100.128.0.1", 0, Some([100, 128, 0, 1])),
+            ("pbx.example.com", flags::SENT_BY_NAME, None),
+            ("localhost", flags::SENT_BY_NAME, None),
+            ("1.2.3", flags::SENT_BY_NAME, None),
+            ("1.2.3.4.5", flags::SENT_BY_NAME, None),
+            ("256.1.1.1", flags::SENT_BY_NAME, None),
+            ("1.2.3.1000", flags::SENT_BY_NAME, None),
+            ("1..2.3", flags::SENT_BY_NAME, None),
+            ("1.2.3.", flags::SENT_BY_NAME, None),
+            (".1.2.3", flags::SENT_BY_NAME, None),
+            ("10.0.0.1a", flags::SENT_BY_NAME, None),
+            ("[2001:db8::1]", flags::SENT_BY_V6, None),
+            ("[::1]", flags::SENT_BY_V6, None),
+            ("[fe80::1]", flags::SENT_BY_V6, None),
+            (
+                "[fd00::1]",
+                flags::SENT_BY_V6 | flags::SENT_BY_PRIVATE,
+                None,
+            ),
+            (
+                "[fc12:3456::1]",
+                flags::SENT_BY_V6 | flags::SENT_BY_PRIVATE,
+                None,
+            ),
+            (
+                "[FD00::1]",
+                flags::SENT_BY_V6 | flags::SENT_BY_PRIVATE,
+                None,
+            ),
+            ("[f::1]", flags::SENT_BY_V6, None),
+            ("[fe::1]", flags::SENT_BY_V6, None),
+        ];
+        for &(host, class, v4) in cases {
+            for port in ["", ":5062"] {
+                for end in [";branch=z9hG4bK1", "", " ;rport"] {
+                    let via = format!("Via: SIP/2.0/UDP {host}{port}{end}");
+                    let s = scan(&invite(&via));
+                    ok(&s);
+                    assert_eq!(s.flags & CLASS, class, "{via:?}");
+                    assert_eq!(s.sent_by_v4(), v4, "{via:?}");
+                    assert_eq!(s.host_len as usize, host.len(), "{via:?}");
+                    assert_eq!(s.host_hash, h(host), "{via:?}");
+                    assert_eq!(s.port, if port.is_empty() { 0 } else { 5062 }, "{via:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_sent_by_with_port() {
+        let s = scan(&invite(
+            "Via: SIP/2.0/UDP [2001:db8::1]:5062;rport;branch=z9hG4bKv6",
+        ));
+        assert_eq!(s.found, found::VIA | found::VIA_DONE | found::BRANCH);
+        assert_eq!(
+            s.flags,
+            flags::SENT_BY_V6 | flags::RPORT_EMPTY | flags::MAGIC_COOKIE
+        );
+        assert_eq!(s.port, 5062);
+        assert_eq!(s.host_len, 13);
+        assert_eq!(s.host_hash, h("[2001:db8::1]"));
+        assert_eq!(s.v4, 0);
+        assert_eq!(s.sent_by_v4(), None);
+        // Whitespace after the closing bracket.
+        let t = scan(&invite(
+            "Via: SIP/2.0/UDP [2001:db8::1] : 5062 ; rport ; branch=z9hG4bKv6",
+        ));
+        assert_eq!(t, s);
+    }
+
+    #[test]
+    fn missing_port_is_zero() {
+        for via in [
+            "Via: SIP/2.0/UDP 198.51.100.1;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 198.51.100.1 ;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 198.51.100.1",
+            "Via: SIP/2.0/UDP pbx.example.com",
+            "Via: SIP/2.0/UDP [2001:db8::1];branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP [2001:db8::1]",
+        ] {
+            let s = scan(&invite(via));
+            ok(&s);
+            assert_eq!(s.port, 0, "{via:?}");
+        }
+        // A second ":port" after the port is junk.
+        malformed(&via(":0;branch=z9hG4bK1"));
+        let s = scan(&invite("Via: SIP/2.0/UDP 198.51.100.1:0;branch=z9hG4bK1"));
+        ok(&s);
+        assert_eq!(s.port, 0);
+        let s = scan(&invite("Via: SIP/2.0/UDP 198.51.100.1:65535"));
+        ok(&s);
+        assert_eq!(s.port, 65535);
+    }
+
+    #[test]
+    fn malformed_vias() {
+        for via in [
+            // Bad ports.
+            "Via: SIP/2.0/UDP 198.51.100.1:99999;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 198.51.100.1:65536;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 198.51.100.1:123456;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 198.51.100.1:abc;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 198.51.100.1:50a0;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 198.51.100.1:;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 198.51.100.1:",
+            "Via: SIP/2.0/UDP 198.51.100.1: ",
+            "Via: SIP/2.0/UDP [2001:db8::1]:x",
+            // Empty host.
+            "Via: SIP/2.0/UDP ;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP :5060;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP ,SIP/2.0/UDP 10.0.0.1",
+            "Via: SIP/2.0/UDP",
+            "Via: SIP/2.0/UDP   ",
+            "Via: SIP/2.0/",
+            "Via: SIP/2.0",
+            "Via:",
+            // Junk where a separator belongs.
+            "Via: SIP/2.0;branch=z9hG4bK1",
+            "Via: SIP/2.0,UDP 10.0.0.1",
+            "Via: SIP/2.0/UDP 10.0.0.1 junk;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP [2001:db8::1]x;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP 10.0.0.1:5060 junk",
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1 junk",
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;lr junk",
+        ] {
+            let s = scan(&invite(via));
+            malformed(&s);
+            if s.flags & flags::MAGIC_COOKIE == 0 {
+                // Without a cookie seen first, the scan goes on for the Call-ID.
+                assert_eq!(s.found & found::CALL_ID, found::CALL_ID, "{via:?}");
+                assert_eq!(s.callid_hash, h(CALL_ID), "{via:?}");
+            } else {
+                assert_eq!(s.found & found::CALL_ID, 0, "{via:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn cut_off_values() {
+        // The scanned bytes end inside the Via value (window end): incomplete, so malformed.
+        for msg in [
+            "INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1",
+            "INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;rport",
+            "INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060",
+            "INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1",
+            "INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP [2001:db8",
+            "INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP",
+            "INVITE sip:x SIP/2.0\r\nVia:",
+        ] {
+            let s = scan(msg);
+            malformed(&s);
+            assert_eq!(s.found & found::HEADERS_END, 0, "{msg:?}");
+        }
+        // Ending on the line break after the Via value: complete.
+        let s = scan("INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;rport=12\r\n");
+        assert_eq!(s.found, found::VIA | found::VIA_DONE);
+        assert_eq!(s.flags, flags::RPORT_VALUE | flags::SENT_BY_PRIVATE);
+        assert_eq!(s.rport, 12);
+        let s = scan("INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1\r\n");
+        assert_eq!(s.found, found::VIA | found::VIA_DONE);
+        assert_eq!(s.sent_by_v4(), Some([10, 0, 0, 1]));
+        // A Call-ID cut short counts as read (what was there is hashed).
+        let s = scan("INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=1\r\nCall-ID: abc");
+        assert_eq!(
+            s.found,
+            found::VIA | found::VIA_DONE | found::BRANCH | found::CALL_ID
+        );
+        assert_eq!(s.callid_hash, h("abc"));
+    }
+
+    #[test]
+    fn run_stops_at_the_scan_window() {
+        let filler = "x".repeat(rport_common::SCAN_WINDOW as usize);
+        let msg = format!(
+            "INVITE sip:x SIP/2.0\r\nX-Pad: {filler}\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\r\n"
+        );
+        let s = Scan::run(msg.as_bytes());
+        assert_eq!(s.found, 0);
+        // Fed everything, the Via is found.
+        let (s, _) = feed(msg.as_bytes());
+        ok(&s);
+        assert_eq!(s.flags, flags::SENT_BY_PRIVATE | flags::MAGIC_COOKIE);
+    }
+
+    #[test]
+    fn long_names_and_values() {
+        // A parameter name longer than 8 bytes is not mistaken for a known one.
+        let s = via(";branchbranch=z9hG4bK1;rportrport;receivedx");
+        ok(&s);
+        assert_eq!(s.flags, 0);
+        assert_eq!(s.found & found::BRANCH, 0);
+        // A long branch is hashed whole.
+        let long = format!("z9hG4bK{}", "0123456789".repeat(30));
+        let s = via(&format!(";branch={long}"));
+        ok(&s);
+        assert_eq!(s.branch_hash, h(&long));
+        assert_eq!(s.branch_len as usize, long.len());
+        assert_eq!(s.flags, flags::MAGIC_COOKIE);
+        // A long host name (letters) too.
+        let host = format!("{}.example.com", "a".repeat(200));
+        let s = scan(&invite(&format!("Via: SIP/2.0/UDP {host}:5060")));
+        ok(&s);
+        assert_eq!(s.host_hash, h(&host));
+        assert_eq!(s.host_len as usize, host.len());
+        assert_eq!(s.flags, flags::SENT_BY_NAME);
+    }
+
+    /// Regression: the IPv4-literal octet accumulator used to overflow (a debug panic) on
+    /// host names with 10 or more digits.
+    #[test]
+    fn digit_heavy_host_name_does_not_overflow() {
+        for host in [
+            "sip-gw-20240115-0001.example.net",
+            "a1b2c3d4e5f6g7h8i9j0.invalid",
+            "9999999999",
+        ] {
+            let s = scan(&invite(&format!("Via: SIP/2.0/UDP {host};branch=z9hG4bK1")));
+            ok(&s);
+            assert_eq!(s.flags, flags::SENT_BY_NAME | flags::MAGIC_COOKIE);
+            assert_eq!(s.host_hash, h(host));
+        }
+    }
+
+    fn invariants(s: &Scan, what: &dyn core::fmt::Debug) {
+        if s.found & found::MALFORMED != 0 {
+            assert_ne!(s.found & found::VIA_DONE, 0, "{what:?}");
+        }
+        if s.found & found::VIA == 0 {
+            assert_eq!(s.flags, 0, "{what:?}");
+            assert_eq!(s.host_len, 0, "{what:?}");
+        }
+        assert!(s.port <= 99_999, "{what:?}");
+        assert!(s.rport <= 99_999, "{what:?}");
+        if s.found & found::MALFORMED == 0 && s.state == DONE {
+            if s.flags & flags::RPORT_VALUE == 0 {
+                assert_eq!(s.rport, 0, "{what:?}");
+            }
+            assert!(s.port <= 65_535, "{what:?}");
+        }
+        if s.sent_by_v4().is_some() {
+            assert_eq!(s.flags & (flags::SENT_BY_NAME | flags::SENT_BY_V6), 0);
+            assert_ne!(s.host_len, 0);
+        }
+        let _ = s.key();
+    }
+
+    #[test]
+    fn every_prefix_is_safe() {
+        let samples = [
+            invite(
+                "Via: SIP/2.0/UDP 192.168.1.50:5060;rport;branch=z9hG4bK776asdhds;received=1.2.3.4",
+            ),
+            invite(
+                "v : SIP / 2.0 / UDP [fd00::1] : 5062\r\n ; rport = 41 ; branch = legacy , SIP/2.0/UDP x",
+            ),
+            invite("Via: SIP/2.0/UDP 100.64.0.1:99999;branch=x"),
+            "SIP/2.0 200 OK\nCall-ID: a\n b\nVIA: SIP/2.0/TCP pbx.example.com;branch=1\n\nbody"
+                .to_string(),
+        ];
+        for msg in &samples {
+            let m = msg.as_bytes();
+            for len in 0..=m.len() {
+                let (s, n) = feed(&m[..len]);
+                assert!(n <= len);
+                invariants(&s, &String::from_utf8_lossy(&m[..len]));
+            }
+        }
+    }
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            let mut x = self.0;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.0 = x;
+            x
+        }
+    }
+
+    /// `count` pseudo-random messages: even ones any bytes, odd ones made of the bytes a Via
+    /// is made of (so the deep states get visited); two thirds start inside a Via value.
+    /// With `max_digits`, digits past that many in one message are replaced by `x`.
+    fn sweep(seed: u64, count: usize, max_digits: Option<usize>) -> u32 {
+        let mut r = XorShift(seed);
+        let alphabet = b"Via:v SIP/2.0UDP;,=[]:\r\n\r\n \t\t0123456789.abcdefz9hG4bKrportreceivedbranchCall-IDi";
+        let mut hits = 0u32;
+        for i in 0..count {
+            let len = (r.next() % 300) as usize;
+            let mut m = Vec::with_capacity(len + 40);
+            if i % 3 != 0 {
+                m.extend_from_slice(b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP ");
+            }
+            let mut digits = 0;
+            for _ in 0..len {
+                let x = r.next();
+                let mut c = if i % 2 == 0 {
+                    x as u8
+                } else {
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                };
+                if c.is_ascii_digit() {
+                    digits += 1;
+                    if max_digits.is_some_and(|d| digits > d) {
+                        c = b'x';
+                    }
+                }
+                m.push(c);
+            }
+            let (s, _) = feed(&m);
+            invariants(&s, &String::from_utf8_lossy(&m));
+            if s.found & found::VIA != 0 {
+                hits += 1;
+            }
+        }
+        hits
+    }
+
+    #[test]
+    fn random_bytes_do_not_panic() {
+        // At most 9 digits per message: most messages reach a Via; the unrestricted sweep
+        // is below.
+        for seed in [0x9e37_79b9_7f4a_7c15, 1, 0xdead_beef] {
+            let hits = sweep(seed, 4000, Some(9));
+            // The prefixed two thirds all reach a Via.
+            assert!(hits >= 2666, "{hits}");
+        }
+    }
+
+    #[test]
+    fn random_bytes_do_not_panic_unrestricted() {
+        // Used to panic at message 61: host "f55eb0\r4/f02i0roDvr4UV94" (10 digits).
+        sweep(0x9e37_79b9_7f4a_7c15, 6000, None);
     }
 }
