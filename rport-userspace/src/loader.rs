@@ -155,10 +155,10 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
         .load(crate::XDP_OBJECT)
         .context("loading the XDP object (is the kernel built with BPF?)")?;
     {
-        let mut ports: HashMap<&mut MapData, u16, u8> =
-            HashMap::try_from(ebpf.map_mut(maps::SIP_PORTS).context("SIP_PORTS")?)?;
+        let mut ports: aya::maps::Array<&mut MapData, u8> =
+            aya::maps::Array::try_from(ebpf.map_mut(maps::SIP_PORTS).context("SIP_PORTS")?)?;
         for p in &cfg.sip_ports {
-            ports.insert(p, 1, 0)?;
+            ports.set(*p as u32, 1, 0)?;
         }
     }
     {

@@ -6,7 +6,7 @@
 use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
-    maps::{HashMap, MapData, PerCpuArray},
+    maps::{Array, HashMap, MapData, PerCpuArray},
     programs::{TestRun as _, TestRunOptions, Xdp},
 };
 use rport_common::{Binding, Counter, IfaceConf, PROGRAM_NAME, maps};
@@ -18,6 +18,8 @@ pub const XDP_REDIRECT: u32 = 4;
 /// The loaded program and handles on its maps.
 pub struct XdpHarness {
     ebpf: Ebpf,
+    /// Ports set in SIP_PORTS, to clear them on the next `set_sip_ports`.
+    ports: Vec<u16>,
 }
 
 /// What one run gave back.
@@ -40,7 +42,10 @@ impl XdpHarness {
             .context("program missing")?
             .try_into()?;
         prog.load().context("verifier rejected the XDP program")?;
-        let mut h = XdpHarness { ebpf };
+        let mut h = XdpHarness {
+            ebpf,
+            ports: Vec::new(),
+        };
         h.set_sip_ports(&[5060])?;
         Ok(h)
     }
@@ -53,15 +58,15 @@ impl XdpHarness {
 
     /// Replaces the SIP port set.
     pub fn set_sip_ports(&mut self, ports: &[u16]) -> Result<()> {
-        let mut m: HashMap<&mut MapData, u16, u8> =
-            HashMap::try_from(self.map_mut(maps::SIP_PORTS)?)?;
-        let old: Vec<u16> = m.keys().collect::<Result<_, _>>()?;
+        let old = std::mem::take(&mut self.ports);
+        let mut m: Array<&mut MapData, u8> = Array::try_from(self.map_mut(maps::SIP_PORTS)?)?;
         for k in old {
-            m.remove(&k)?;
+            m.set(k as u32, 0, 0)?;
         }
         for p in ports {
-            m.insert(p, 1, 0)?;
+            m.set(*p as u32, 1, 0)?;
         }
+        self.ports = ports.to_vec();
         Ok(())
     }
 
