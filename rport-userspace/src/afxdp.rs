@@ -149,6 +149,26 @@ impl XskQueue {
         })
     }
 
+    /// Puts `frames` in the fill ring, as many as it takes; what it cannot take now (the
+    /// ring is full, which the frame accounting rules out, or the kernel lags) stays in
+    /// `frames` for the next call and is counted as fill starvation.
+    fn refill(&mut self, frames: &mut Vec<u64>, stats: &DaemonStats) {
+        let mut done = 0;
+        while done < frames.len() {
+            let mut w = self.device.fill((frames.len() - done) as u32);
+            let put = w.insert(frames[done..].iter().copied()) as usize;
+            w.commit();
+            if put == 0 {
+                break;
+            }
+            done += put;
+        }
+        frames.drain(..done);
+        if !frames.is_empty() {
+            DaemonStats::add(&stats.fill_starved, 1);
+        }
+    }
+
     /// The socket's fd, for the XSKMAP.
     pub fn fd(&self) -> RawFd {
         self.rx.as_raw_fd()
@@ -174,7 +194,12 @@ impl XskQueue {
             options: 0,
         }; RX_BATCH];
         let mut idle = 0u32;
+        // Frames waiting to go back to the fill ring; never more than FRAMES, allocated once.
+        let mut returning: Vec<u64> = Vec::with_capacity(FRAMES as usize);
         while !stop.load(Ordering::Relaxed) {
+            if !returning.is_empty() {
+                self.refill(&mut returning, stats);
+            }
             let n = {
                 let mut r = self.rx.receive(RX_BATCH as u32);
                 let mut k = 0;
@@ -228,14 +253,12 @@ impl XskQueue {
             let f = sender.flush();
             DaemonStats::add(&stats.forwarded, f.sent);
             DaemonStats::add(&stats.send_errors, f.failed);
-            // Every frame of the batch back to the kernel at once.
-            let mut w = self.device.fill(n as u32);
-            let put = w.insert(descs[..n].iter().map(|d| d.addr & !(FRAME_SIZE as u64 - 1)));
-            w.commit();
-            drop(w);
-            if (put as usize) < n {
-                DaemonStats::add(&stats.fill_starved, 1);
-            }
+            // Every frame of the batch back to the kernel at once. A reservation may get
+            // fewer slots than asked (xdpilone answers from its cached view of the kernel's
+            // consumer index while that shows any room), so go on until all are back:
+            // a frame not returned would be lost to the socket for good.
+            returning.extend(descs[..n].iter().map(|d| d.addr & !(FRAME_SIZE as u64 - 1)));
+            self.refill(&mut returning, stats);
             if self.device.needs_wakeup() {
                 self.device.wake();
             }

@@ -32,7 +32,7 @@ enum Cmd {
     Demo,
     /// Benchmarks (XDP ns/packet, rewrite ns/message, gateways side by side).
     Bench {
-        /// What to run: all, xdp, rewrite.
+        /// What to run: all, xdp, rewrite, gateways.
         #[arg(default_value = "all")]
         what: String,
         /// Short run (CI).
@@ -92,26 +92,92 @@ fn real_main() -> Result<()> {
             run(cargo().args(["run", "--quiet", "-p", "rport-tests", "--bin", "demo"]))
         }
         Cmd::Bench { what, quick } => {
+            if !["all", "xdp", "rewrite", "gateways"].contains(&what.as_str()) {
+                bail!("unknown benchmark {what:?} (all, xdp, rewrite, gateways)");
+            }
             setup()?;
             build(true)?;
-            let mut c = cargo();
-            c.args([
-                "run",
-                "--quiet",
-                "--release",
-                "-p",
-                "rport-tests",
-                "--bin",
-                "bench",
-                "--",
-                &what,
-            ]);
-            if quick {
-                c.arg("--quick");
+            if what == "all" || what == "xdp" {
+                bench_bin("xdp", quick)?;
             }
-            run(&mut c)
+            if what == "all" || what == "rewrite" {
+                bench_rewrite(quick)?;
+            }
+            if what == "all" || what == "gateways" {
+                bench_bin("gateways", quick)?;
+            }
+            Ok(())
         }
     }
+}
+
+/// One part of the `bench` binary (rport-tests/src/bin/bench.rs).
+fn bench_bin(what: &str, quick: bool) -> Result<()> {
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "rport-tests",
+        "--bin",
+        "bench",
+        "--",
+        what,
+    ]);
+    if quick {
+        c.arg("--quick");
+    }
+    run(&mut c)
+}
+
+/// The criterion benchmark of the rewrite library, then its medians as a Markdown table
+/// and target/bench/rewrite.json (criterion keeps its own estimates under target/criterion).
+fn bench_rewrite(quick: bool) -> Result<()> {
+    let mut c = cargo();
+    c.args([
+        "bench",
+        "--quiet",
+        "-p",
+        "rport-userspace",
+        "--bench",
+        "rewrite",
+        "--",
+    ]);
+    if quick {
+        c.args(["--warm-up-time", "0.3", "--measurement-time", "1"]);
+    }
+    run(&mut c)?;
+    let dir = workspace_root().join("target/criterion/rewrite");
+    let mut rows = Vec::new();
+    for e in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        let est = e.path().join("new/estimates.json");
+        let Ok(text) = std::fs::read_to_string(&est) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text)?;
+        let median = v["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
+        rows.push((e.file_name().to_string_lossy().into_owned(), median));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    println!("\n### Rewrite library, criterion (median ns/message)\n");
+    println!("| message | ns/message |\n|---|---:|");
+    for (n, ns) in &rows {
+        println!("| {n} | {ns:.0} |");
+    }
+    let out = workspace_root().join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    let json: serde_json::Value = rows
+        .iter()
+        .map(|(n, ns)| (n.clone(), serde_json::json!(ns)))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    std::fs::write(
+        out.join("rewrite.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {

@@ -45,6 +45,7 @@ fn main() -> Result<()> {
         "xdp" => xdp(quick),
         "gateways" => gateways(quick),
         "gen" => gen_cmd(&args),
+        "probe" => probe(&args[1..]),
         "respond" => {
             let listen: SocketAddrV4 = args.get(1).context("respond LISTEN")?.parse()?;
             load::respond(listen, false)
@@ -139,6 +140,28 @@ fn xdp(quick: bool) -> Result<()> {
         "rows": rows.iter().map(|(n, l, ns)| serde_json::json!({"packet": n, "bytes": l, "ns_per_packet": ns})).collect::<Vec<_>>(),
     });
     std::fs::write(dir.join("xdp.json"), serde_json::to_string_pretty(&json)?)?;
+    Ok(())
+}
+
+/// `bench probe RATE…`: the rport bed only, one 1-second step per rate, with rport's own
+/// counters after each (for looking into a figure of `gateways`).
+fn probe(rates: &[String]) -> Result<()> {
+    let bench = std::env::current_exe()?;
+    let _stats = load::BpfStats::enable()?;
+    let mut b = Bed::new(Kind::Rport, &bench)?;
+    for r in rates.iter().filter(|r| !r.starts_with("--")) {
+        let s = b.step(&bench, r.parse()?, 1.0)?;
+        let st = b.rport.as_ref().unwrap().stats()?;
+        println!(
+            "{r}/s: sent {} received {} loss {:.2}% xdp {:.0} ns/run\n  xdp {}\n  daemon {}",
+            s.load.sent,
+            s.load.received,
+            s.load.loss() * 100.0,
+            s.xdp_ns as f64 / s.xdp_runs.max(1) as f64,
+            st["xdp"],
+            st["daemon"]
+        );
+    }
     Ok(())
 }
 
