@@ -10,8 +10,10 @@
 //!   latest examples kept.
 //!
 //! One mutex, taken once per request the daemon rewrites; the table is allocated once with
-//! room for [`CLIENTS`] clients and never grows past it (a full table stops tracking new
-//! clients and counts them), so nothing allocates per packet.
+//! room for [`CLIENTS`] clients and never grows past it, so nothing allocates per packet.
+//! A full table forgets the clients idle for more than [`IDLE_S`] (at most once per
+//! [`SWEEP_S`]: a sweep walks the whole table); if that frees nothing, new clients are
+//! counted as untracked.
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -28,6 +30,11 @@ use serde_json::{Value, json};
 pub const GAP_BUCKETS: [f64; 5] = [20.0, 30.0, 60.0, 120.0, 300.0];
 /// Clients tracked at most.
 pub const CLIENTS: usize = 65_536;
+/// A client silent this long (s) is forgotten when the table is full: longer than any
+/// registration refresh interval in use (3600 s is the RFC 3261 default Expires).
+pub const IDLE_S: u64 = 3600;
+/// Minimum time (s) between two sweeps of a full table.
+pub const SWEEP_S: u64 = 60;
 /// Rebinding examples kept.
 pub const EXAMPLES: usize = 16;
 
@@ -54,6 +61,7 @@ struct Table {
     clients: HashMap<u64, Entry>,
     examples: [Option<Rebind>; EXAMPLES],
     next: usize,
+    last_sweep: Option<Instant>,
 }
 
 /// The tracker shared by the forwarding threads.
@@ -71,7 +79,12 @@ pub struct NatTracker {
 impl Default for NatTracker {
     fn default() -> Self {
         NatTracker {
-            table: Mutex::new(Table { clients: HashMap::with_capacity(CLIENTS), examples: [None; EXAMPLES], next: 0 }),
+            table: Mutex::new(Table {
+                clients: HashMap::with_capacity(CLIENTS),
+                examples: [None; EXAMPLES],
+                next: 0,
+                last_sweep: None,
+            }),
             rebindings: AtomicU64::new(0),
             gaps: Default::default(),
             untracked: AtomicU64::new(0),
@@ -96,7 +109,17 @@ impl NatTracker {
         let key = rport_common::hash::bytes(rport_common::hash::FNV_OFFSET, call_id);
         let Ok(mut t) = self.table.lock() else { return };
         let t = &mut *t;
-        let room = t.clients.len() < CLIENTS;
+        let mut room = t.clients.len() < CLIENTS;
+        if !room
+            && t.last_sweep
+                .is_none_or(|l| now.saturating_duration_since(l).as_secs() >= SWEEP_S)
+            && !t.clients.contains_key(&key)
+        {
+            t.last_sweep = Some(now);
+            t.clients
+                .retain(|_, e| now.saturating_duration_since(e.last).as_secs() < IDLE_S);
+            room = t.clients.len() < CLIENTS;
+        }
         match t.clients.get_mut(&key) {
             Some(e) => {
                 let gap = now.saturating_duration_since(e.last).as_secs_f64();
@@ -239,6 +262,37 @@ pub fn diagnose(stats: &Value, now_unix: f64) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn a_full_table_forgets_idle_clients_not_active_ones() {
+        let t = NatTracker::default();
+        let a: SocketAddr = "203.0.113.1:40000".parse().unwrap();
+        let t0 = Instant::now();
+        for i in 0..CLIENTS as u32 {
+            t.observe(&i.to_be_bytes(), a, t0);
+        }
+        let late = t0 + std::time::Duration::from_secs(IDLE_S + 1);
+        // Client 0 is active again, so it is not idle when the table is swept.
+        t.observe(&0u32.to_be_bytes(), a, late);
+        t.observe(b"newcomer", a, late);
+        assert_eq!(t.untracked.load(Ordering::Relaxed), 0);
+        let tab = t.table.lock().unwrap();
+        assert_eq!(
+            tab.clients.len(),
+            2,
+            "only the active client and the newcomer remain"
+        );
+        drop(tab);
+        // A full table of active clients: newcomers are counted, not tracked, and no
+        // second sweep runs within SWEEP_S.
+        let t = NatTracker::default();
+        for i in 0..CLIENTS as u32 {
+            t.observe(&i.to_be_bytes(), a, t0);
+        }
+        t.observe(b"newcomer", a, t0 + std::time::Duration::from_secs(5));
+        t.observe(b"another", a, t0 + std::time::Duration::from_secs(6));
+        assert_eq!(t.untracked.load(Ordering::Relaxed), 2);
+    }
 
     #[test]
     fn rebinding_and_gaps() {
