@@ -276,6 +276,31 @@ pub fn render_table(v: &Value, prev: Option<&Value>, secs: f64) -> String {
                 rate.unwrap_or_default()
             ));
         }
+        if group == "nat" {
+            // The daemon's NAT diagnostics (see `rport stats --nat` for the reading).
+            let mut paths: Vec<(String, Vec<&str>)> = ["clients", "untracked", "rebindings"]
+                .iter()
+                .map(|k| (format!("nat.{k}"), vec!["nat", *k]))
+                .collect();
+            for k in crate::nat::gap_bucket_names() {
+                paths.push((
+                    format!("nat.refresh_gaps.{k}"),
+                    vec!["nat", "refresh_gaps", k],
+                ));
+            }
+            for (label, path) in paths {
+                let get = |root: &Value| path.iter().fold(root, |v, k| &v[*k]).as_u64();
+                let val = get(v).unwrap_or(0);
+                let rate = prev.map(|p| {
+                    let old = get(p).unwrap_or(0);
+                    format!("{:>10.1}/s", val.saturating_sub(old) as f64 / secs)
+                });
+                out.push_str(&format!(
+                    "  {label:<28} {val:>14}{}\n",
+                    rate.unwrap_or_default()
+                ));
+            }
+        }
     }
     out
 }
@@ -373,7 +398,7 @@ pub fn stats_reference() -> String {
     let mut s = String::from(
         "# rport statistics\n\n\
          `rport stats` shows these, grouped; `rport stats --json` gives them as\n\
-         `{\"uptime_s\", \"bindings_live\", \"xdp\": {name: value}, \"daemon\": {name: value}}`;\n\
+         `{\"uptime_s\", \"bindings_live\", \"xdp\": {name: value}, \"daemon\": {name: value}, \"nat\": {…}}`;\n\
          `rport run --metrics ADDR:PORT` exports them as `rport_xdp_<name>_total` and\n\
          `rport_daemon_<name>_total` (`*_ns` counters as `*_seconds_total`), plus\n\
          `rport_bindings_live`, `rport_binding_age_seconds` and `rport_userspace_batch_seconds`.\n\
@@ -390,12 +415,94 @@ pub fn stats_reference() -> String {
             let _ = g;
             s.push_str(&format!("| `daemon.{n}` | {} |\n", h.trim()));
         }
+        if group == "nat" {
+            s.push_str(NAT_FIELDS);
+            for k in crate::nat::gap_bucket_names() {
+                s.push_str(&format!(
+                    "| `nat.refresh_gaps.{k}` | Consecutive requests of one client (Call-ID) {} apart (Prometheus: `rport_client_refresh_gap_seconds`). |\n",
+                    match k.strip_prefix("le_").and_then(|b| b.strip_suffix('s')) {
+                        Some(b) => format!("at most {b} s"),
+                        None => "more than the last bucket".into(),
+                    }
+                ));
+            }
+        }
     }
+    s.push_str(BINDINGS_FIELDS);
     s
 }
 
+/// The `nat` object of `rport stats --json` (the daemon's NAT diagnostics, rport/src/nat.rs).
+const NAT_FIELDS: &str = "\
+| `nat.clients` | Clients (Call-IDs of rewritten requests) tracked now; at most 65,536, idle ones forgotten after an hour when full. |
+| `nat.untracked` | Requests of new clients not tracked because the table was full of active ones. |
+| `nat.rebindings` | A client seen from a new public address or port: its NAT dropped the old mapping, and calls to it were lost meanwhile (Prometheus: `rport_nat_rebindings_total`). |
+| `nat.recent_rebindings[]` | The latest 16, newest first: `at_unix`, `client` (Call-ID), `old` and `new` mapping, `old_age_s` (how long the old mapping had been idle). |
+";
+
+/// The fields of `rport bindings --json`.
+const BINDINGS_FIELDS: &str = "
+## bindings
+
+`rport bindings --json [--limit N]`: the live bindings (BPF map BINDINGS, one per client
+transaction), newest first.
+
+| field | meaning |
+|---|---|
+| `key` | Transaction key (hex): hash of the branch, plus sent-by and Call-ID for branches without the RFC 3261 magic cookie. |
+| `source` | Observed source address:port of the request: the client's NAT mapping, where responses are steered. |
+| `server` | Destination address:port of the request. |
+| `sent_by` | Sent-by of the top Via as the client wrote it (`(name or IPv6):port` when not an IPv4 literal). |
+| `age_s` | Seconds since the latest request of the transaction. |
+| `first_seen_s_ago` | Seconds since its first request. |
+| `requests` | Requests seen (retransmissions included). |
+| `ifindex`, `vlan` | Ingress interface and outer VLAN id (0: untagged). |
+| `flags` | `rport`, `rport=N`, `received`, `nat` (sent-by is not the source), `port-changed`, `private`, `cgnat`, `name`, `ipv6`, `force-rport`, `fragment`. |
+";
+
 #[cfg(test)]
 mod tests {
+    /// The human table, against a committed snapshot (tests/snapshots/stats_table.txt):
+    /// one value per row, known rates, every group. RPORT_WRITE_DOCS=1 rewrites it.
+    #[test]
+    fn stats_table_snapshot() {
+        use rport_common::Counter;
+        use serde_json::json;
+        let mut xdp = serde_json::Map::new();
+        let mut prev_xdp = serde_json::Map::new();
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            xdp.insert(c.name().into(), (1000 + 10 * i as u64).into());
+            prev_xdp.insert(c.name().into(), (1000 + 5 * i as u64).into());
+        }
+        let mut daemon = serde_json::Map::new();
+        for (i, (n, _, _)) in crate::dstats::DaemonStats::FIELDS.iter().enumerate() {
+            daemon.insert((*n).into(), (2 * i as u64).into());
+        }
+        let nat = json!({"clients": 37, "untracked": 0, "rebindings": 4,
+            "refresh_gaps": {"le_20s": 1, "le_30s": 2, "le_60s": 3, "le_120s": 4, "le_300s": 5, "more": 6}});
+        let now = json!({"uptime_s": 3600, "bindings_live": 42, "xdp": xdp, "daemon": daemon.clone(), "nat": nat});
+        let prev = json!({"uptime_s": 3598, "bindings_live": 40, "xdp": prev_xdp, "daemon": daemon,
+            "nat": {"clients": 30, "rebindings": 2, "refresh_gaps": {}}});
+        let got = format!(
+            "{}\n--- with --watch 2\n{}",
+            super::render_table(&now, None, 1.0),
+            super::render_table(&now, Some(&prev), 2.0)
+        );
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/snapshots/stats_table.txt"
+        );
+        if std::env::var_os("RPORT_WRITE_DOCS").is_some() {
+            std::fs::create_dir_all(std::path::Path::new(path).parent().unwrap()).unwrap();
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            got == want,
+            "stats table changed: review, then RPORT_WRITE_DOCS=1 cargo test -p rport-userspace stats_table\n{got}"
+        );
+    }
+
     #[test]
     fn stats_reference_is_current() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/STATS.md");

@@ -38,6 +38,11 @@ pub const SWEEP_S: u64 = 60;
 /// Rebinding examples kept.
 pub const EXAMPLES: usize = 16;
 
+/// JSON names of the refresh-gap buckets: `le_20s` … `le_300s`, then `more`.
+pub fn gap_bucket_names() -> [&'static str; GAP_BUCKETS.len() + 1] {
+    ["le_20s", "le_30s", "le_60s", "le_120s", "le_300s", "more"]
+}
+
 /// One rebinding, as shown by `rport stats --nat`.
 #[derive(Clone, Copy, Debug)]
 pub struct Rebind {
@@ -170,11 +175,8 @@ impl NatTracker {
         };
         ex.sort_by(|a, b| b.at_unix.total_cmp(&a.at_unix));
         let mut gaps = serde_json::Map::new();
-        for (i, c) in self.gaps.iter().enumerate() {
-            let k = GAP_BUCKETS
-                .get(i)
-                .map_or("more".to_string(), |u| format!("le_{u}s"));
-            gaps.insert(k, c.load(Ordering::Relaxed).into());
+        for (c, k) in self.gaps.iter().zip(gap_bucket_names()) {
+            gaps.insert(k.into(), c.load(Ordering::Relaxed).into());
         }
         json!({
             "clients": clients,
@@ -262,6 +264,15 @@ pub fn diagnose(stats: &Value, now_unix: f64) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn bucket_names_follow_the_bounds() {
+        let names = gap_bucket_names();
+        for (b, n) in GAP_BUCKETS.iter().zip(names) {
+            assert_eq!(n, format!("le_{b}s"));
+        }
+        assert_eq!(names[GAP_BUCKETS.len()], "more");
+    }
 
     #[test]
     fn a_full_table_forgets_idle_clients_not_active_ones() {
