@@ -32,6 +32,8 @@ pub const RX_BATCH: usize = 64;
 const SPIN: u32 = 256;
 /// poll(2) timeout: how often a quiet worker looks at the stop flag.
 const POLL_MS: i32 = 100;
+/// Longest time between two reads of the kernel's socket statistics while busy.
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// XDP_COPY bind flag (linux/if_xdp.h).
 const XDP_COPY: u16 = 1 << 1;
 
@@ -169,6 +171,17 @@ impl XskQueue {
         }
     }
 
+    /// Copies the kernel's statistics of this socket (cumulative) into `stats`.
+    fn kernel_stats(&self, stats: &DaemonStats) {
+        if let Ok(k) = self.device.statistics_v2() {
+            stats.xsk_ring_full.store(k.rx_ring_full, Ordering::Relaxed);
+            stats.xsk_rx_dropped.store(k.rx_dropped, Ordering::Relaxed);
+            stats
+                .xsk_fill_empty
+                .store(k.rx_fill_ring_empty_descs, Ordering::Relaxed);
+        }
+    }
+
     /// The socket's fd, for the XSKMAP.
     pub fn fd(&self) -> RawFd {
         self.rx.as_raw_fd()
@@ -196,7 +209,14 @@ impl XskQueue {
         let mut idle = 0u32;
         // Frames waiting to go back to the fill ring; never more than FRAMES, allocated once.
         let mut returning: Vec<u64> = Vec::with_capacity(FRAMES as usize);
+        // The kernel's socket statistics cost a syscall: read them when idle, and at most
+        // every STATS_EVERY while busy.
+        let mut stats_at = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if stats_at.elapsed() >= STATS_EVERY {
+                self.kernel_stats(stats);
+                stats_at = Instant::now();
+            }
             if !returning.is_empty() {
                 self.refill(&mut returning, stats);
             }
@@ -213,6 +233,9 @@ impl XskQueue {
             if n == 0 {
                 idle += 1;
                 if idle > SPIN {
+                    if idle == SPIN + 1 {
+                        self.kernel_stats(stats);
+                    }
                     // Bounded back-off: sleep until the kernel has frames, or the timeout.
                     let mut p = libc::pollfd {
                         fd: self.fd(),

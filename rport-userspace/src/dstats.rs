@@ -52,6 +52,12 @@ daemon_counters! {
     send_errors = "errors";
     /// Times the fill ring had no free frame to give back to the kernel.
     fill_starved = "errors";
+    /// Frames the kernel dropped on their way to rport's AF_XDP sockets because the rx ring was full: rport fell behind (socket statistic rx_ring_full) (Kamailio: drop_requests).
+    xsk_ring_full = "errors";
+    /// Frames the kernel dropped on their way to rport's AF_XDP sockets, for any reason (socket statistic rx_dropped).
+    xsk_rx_dropped = "errors";
+    /// Times the kernel found an AF_XDP fill ring empty (socket statistic rx_fill_ring_empty_descs).
+    xsk_fill_empty = "errors";
     /// Receive batches processed.
     batches = "steering";
     /// Nanoseconds spent processing received batches.

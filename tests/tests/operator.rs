@@ -57,6 +57,9 @@ fn counters_rebinding_diagnosis_and_restart() {
         ("daemon", "rport_filled", 2),
         ("daemon", "forwarded", 2),
         ("daemon", "send_errors", 0),
+        ("daemon", "xsk_ring_full", 0),
+        ("daemon", "xsk_rx_dropped", 0),
+        ("daemon", "fill_starved", 0),
     ] {
         assert_eq!(s[group][name], want, "{group}.{name} in {s}");
     }
