@@ -369,10 +369,20 @@ impl Scan {
                 }
             }
             V_HOST6 => {
-                self.host_byte(c);
-                if c == b']' {
-                    self.host_end();
-                    self.state = V_AFTER_HOST;
+                // Only what an IPv6 reference holds (RFC 3261 §25.1: hex, `:`, and `.` for
+                // an embedded IPv4): a `;` or `,` means the `]` is missing, and the
+                // parameters would otherwise be swallowed as host.
+                if !(c.is_ascii_hexdigit() || c == b':' || c == b'.' || c == b']') {
+                    self.malformed();
+                } else if c == b']' && self.host_len <= 1 {
+                    // `[]`: no address.
+                    self.malformed();
+                } else {
+                    self.host_byte(c);
+                    if c == b']' {
+                        self.host_end();
+                        self.state = V_AFTER_HOST;
+                    }
                 }
             }
             V_AFTER_HOST => {
@@ -670,10 +680,12 @@ impl Scan {
     fn end_header_value(&mut self) {
         match self.state {
             CALLID_WS | CALLID => self.found |= found::CALL_ID,
-            V_HOST | V_HOST6 => {
+            V_HOST => {
                 self.host_end();
                 self.found |= found::VIA_DONE;
             }
+            // The line ended inside `[…]`.
+            V_HOST6 => self.malformed(),
             V_PNAME | V_PNAME_END => {
                 self.param_without_value();
                 self.found |= found::VIA_DONE;
@@ -1832,5 +1844,23 @@ mod tests {
     fn random_bytes_do_not_panic_unrestricted() {
         // Used to panic at message 61: host "f55eb0\r4/f02i0roDvr4UV94" (10 digits).
         sweep(0x9e37_79b9_7f4a_7c15, 6000, None);
+    }
+
+    #[test]
+    fn unclosed_or_empty_ipv6_reference_is_malformed() {
+        for via in [
+            "Via: SIP/2.0/UDP [2001:db8::1;branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP [2001:db8::1,SIP/2.0/UDP 192.0.2.1",
+            "Via: SIP/2.0/UDP [];branch=z9hG4bK1",
+            "Via: SIP/2.0/UDP [2001:db8::1",
+        ] {
+            let s = scan(&invite(via));
+            assert_eq!(s.found & found::MALFORMED, found::MALFORMED, "{via}: {s:?}");
+        }
+        let s = scan(&invite(
+            "Via: SIP/2.0/UDP [2001:db8::1]:5062;branch=z9hG4bK1",
+        ));
+        ok(&s);
+        assert_eq!(s.port, 5062);
     }
 }
