@@ -18,6 +18,7 @@ mod prog {
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap, lpm_trie::Key},
         programs::XdpContext,
     };
+    use aya_log_ebpf::{debug, warn};
     use rport_common::{
         Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_QUEUES, SCAN_WINDOW, SIP_PORT,
         XSKMAP_SIZE, counters, flags, role,
@@ -239,6 +240,7 @@ mod prog {
         }
         if scan.found & found::MALFORMED != 0 {
             count(Counter::MalformedVia);
+            log_malformed(&ctx, h);
             return xdp_action::XDP_PASS;
         }
         let iface = unsafe { IFACES.get(&(ctx.ingress_ifindex() as u32)) }
@@ -445,11 +447,15 @@ mod prog {
             sent_by_v4: v4.unwrap_or([0; 4]),
             _reserved: 0,
         };
-        count(if BINDINGS.insert(&key, &b, 0).is_ok() {
-            Counter::BindingRecorded
+        if BINDINGS.insert(&key, &b, 0).is_ok() {
+            count(Counter::BindingRecorded);
         } else {
-            Counter::BindingUpdateFailed
-        });
+            count(Counter::BindingUpdateFailed);
+            warn!(
+                ctx,
+                "binding not recorded (map update failed), source port {}", h.sport
+            );
+        }
 
         let wants_rewrite = fl & (flags::RPORT_EMPTY | flags::RPORT_VALUE | flags::FORCE_RPORT)
             != 0
@@ -499,18 +505,36 @@ mod prog {
         // on an inside interface, is ever sent to the recorded source.
         if iface.role != role::INSIDE {
             count(Counter::ResponseNotFromInside);
+            debug!(
+                ctx,
+                "response on an outside interface not steered (anti-reflection)"
+            );
             return xdp_action::XDP_PASS;
         }
         if h.src != b.dst_addr || h.sport != b.dst_port {
             count(Counter::ResponseSourceMismatch);
+            debug!(
+                ctx,
+                "response from {:i}:{}, not the server the request went to: not steered",
+                h.src,
+                h.sport
+            );
             return xdp_action::XDP_PASS;
         }
         if steer(f, h, &b).is_some() {
             count(Counter::ResponseSteered);
+            debug!(ctx, "response steered to {:i}:{}", b.src_addr, b.src_port);
         } else {
             count(Counter::Truncated);
         }
         xdp_action::XDP_PASS
+    }
+
+    /// Debug events (aya-log): compiled in, but with the level below `debug` (the loader's
+    /// default) the verifier sees them as dead code and they cost nothing per packet.
+    #[inline(never)]
+    fn log_malformed(ctx: &XdpContext, h: &Headers) {
+        debug!(ctx, "malformed top Via from {:i}:{}", h.src, h.sport);
     }
 
     /// Rewrites the destination address and port to the binding's, patching the checksums;

@@ -50,6 +50,9 @@ pub struct RunArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<std::net::SocketAddr>,
+    /// Log level of the XDP program (aya-log, on stderr); `debug` logs per packet.
+    #[arg(long, value_enum, default_value_t = loader::XdpLog::Off)]
+    pub xdp_log: loader::XdpLog,
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -70,6 +73,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         },
         pin_dir: args.pin_path.unwrap_or_else(loader::default_pin_dir),
         force_rport,
+        xdp_log: args.xdp_log,
     };
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.

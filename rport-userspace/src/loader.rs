@@ -26,6 +26,71 @@ pub struct LoadConfig {
     pub pin_dir: PathBuf,
     /// Networks whose clients are treated as if they had sent `;rport`.
     pub force_rport: Vec<(IpAddr, u8)>,
+    /// Highest aya-log level the XDP program may log at (0: none; see [`XdpLog`]).
+    pub xdp_log: XdpLog,
+}
+
+/// The XDP program's log level (aya-log). Levels below the chosen one are dead code to the
+/// verifier, so the default, `off`, costs nothing per packet; `debug` logs every steered
+/// response and every malformed Via, for troubleshooting only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum XdpLog {
+    #[default]
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl XdpLog {
+    /// The value of aya-log's `AYA_LOG_LEVEL` global.
+    pub fn level(self) -> u8 {
+        match self {
+            XdpLog::Off => 0,
+            XdpLog::Error => aya_log::Level::Error as u8,
+            XdpLog::Warn => aya_log::Level::Warn as u8,
+            XdpLog::Info => aya_log::Level::Info as u8,
+            XdpLog::Debug => aya_log::Level::Debug as u8,
+            XdpLog::Trace => aya_log::Level::Trace as u8,
+        }
+    }
+}
+
+/// Prints the XDP program's log records on stderr, with the kernel's level.
+struct StderrLog;
+
+impl log::Log for StderrLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        eprintln!("rport xdp [{}] {}", r.level(), r.args());
+    }
+    fn flush(&self) {}
+}
+
+/// Starts a thread that drains the XDP program's log ring buffer into stderr.
+pub fn spawn_xdp_logger(ebpf: &mut Ebpf) -> Result<()> {
+    let mut logger = aya_log::EbpfLogger::init_with_logger(ebpf, StderrLog)
+        .context("opening the XDP program's log buffer")?;
+    std::thread::Builder::new()
+        .name("rport-xdp-log".into())
+        .spawn(move || {
+            use std::os::fd::AsRawFd as _;
+            loop {
+                let mut p = libc::pollfd {
+                    fd: logger.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut p, 1, 1000) };
+                logger.flush();
+            }
+        })?;
+    Ok(())
 }
 
 /// An interface rport is attached to.
@@ -149,7 +214,9 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     ensure_pin_dir(&cfg.pin_dir)?;
     let bindings_pin = cfg.pin_dir.join(maps::BINDINGS);
     let counters_pin = cfg.pin_dir.join(maps::COUNTERS);
+    let level = cfg.xdp_log.level();
     let mut ebpf = EbpfLoader::new()
+        .override_global(aya_log::LEVEL, &level, false)
         .map_pin_path(maps::BINDINGS, bindings_pin.as_path())
         .map_pin_path(maps::COUNTERS, counters_pin.as_path())
         .load(crate::XDP_OBJECT)
@@ -199,6 +266,9 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
                 i.name, cfg.mode
             )
         })?;
+    }
+    if cfg.xdp_log != XdpLog::Off {
+        spawn_xdp_logger(&mut ebpf)?;
     }
     Ok(Loaded { ebpf, ifaces })
 }

@@ -34,9 +34,19 @@ pub struct RunResult {
 pub const TEST_RUN_IFINDEX: u32 = 1;
 
 impl XdpHarness {
-    /// Loads the program (verifier included) with SIP port 5060.
+    /// Loads the program (verifier included) with SIP port 5060, logging off (as
+    /// `rport run` does by default).
     pub fn load() -> Result<Self> {
-        let mut ebpf = Ebpf::load(crate::XDP_OBJECT).context("loading the XDP object")?;
+        Self::load_with_log(crate::loader::XdpLog::Off)
+    }
+
+    /// Loads the program with the given aya-log level.
+    pub fn load_with_log(log: crate::loader::XdpLog) -> Result<Self> {
+        let level = log.level();
+        let mut ebpf = aya::EbpfLoader::new()
+            .override_global(aya_log::LEVEL, &level, false)
+            .load(crate::XDP_OBJECT)
+            .context("loading the XDP object")?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .context("program missing")?
@@ -48,6 +58,12 @@ impl XdpHarness {
         };
         h.set_sip_ports(&[5060])?;
         Ok(h)
+    }
+
+    /// The program's log records (aya-log), read into `logger`.
+    pub fn logger<T: log::Log>(&mut self, logger: T) -> Result<aya_log::EbpfLogger<T>> {
+        aya_log::EbpfLogger::init_with_logger(&mut self.ebpf, logger)
+            .context("opening the log buffer")
     }
 
     fn map_mut(&mut self, name: &str) -> Result<&mut aya::maps::Map> {
