@@ -250,7 +250,7 @@ impl XskQueue {
             let t0 = Instant::now();
             batches += 1;
             // Looking at the clock is itself a cost: once per 64 batches.
-            if batches % 64 == 0 && t0.duration_since(stats_at) >= STATS_EVERY {
+            if batches.is_multiple_of(64) && t0.duration_since(stats_at) >= STATS_EVERY {
                 self.kernel_stats(stats);
                 stats_at = t0;
             }

@@ -148,7 +148,7 @@ fn bindings_json(s: &Sources) -> Result<Value> {
     let bindings: HashMap<MapData, u64, Binding> = HashMap::try_from(bm)?;
     let now = boot_ns();
     let mut v: Vec<(u64, Binding)> = bindings.iter().filter_map(|r| r.ok()).collect();
-    v.sort_by(|a, b| b.1.last_seen_ns.cmp(&a.1.last_seen_ns));
+    v.sort_by_key(|b| std::cmp::Reverse(b.1.last_seen_ns));
     Ok(Value::Array(
         v.iter()
             .map(|(k, b)| {

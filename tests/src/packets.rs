@@ -84,7 +84,7 @@ pub fn tcp4(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) 
 
 /// The same IPv4 frame with `n` bytes of IP options (NOPs + EOL) inserted.
 pub fn with_ipv4_options(frame: &[u8], n: usize) -> Vec<u8> {
-    assert!(n % 4 == 0 && n <= 40);
+    assert!(n.is_multiple_of(4) && n <= 40);
     let mut v = frame[..34].to_vec();
     v.extend(std::iter::repeat_n(1u8, n)); // NOP options
     v.extend_from_slice(&frame[34..]);

@@ -448,8 +448,7 @@ pub fn parse_sipp_stats(csv: &str) -> Result<SippResult> {
         .split(';')
         .collect();
     let last: Vec<&str> = lines
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .context("no statistics rows")?
         .split(';')
         .collect();

@@ -38,8 +38,7 @@ fn records(level: XdpLog) -> Vec<String> {
     let r = h.run(&bad).unwrap();
     assert_eq!(r.verdict, XDP_PASS);
     logger.flush();
-    let v = cap.0.lock().unwrap().clone();
-    v
+    cap.0.lock().unwrap().clone()
 }
 
 #[test]
