@@ -68,6 +68,9 @@ counters! {
     MalformedVia = "malformed_via", "errors";
     /// Bindings written (new or refreshed) for a request.
     BindingRecorded = "binding_recorded", "nat";
+    /// Bindings created (a request of a transaction not in the map): with `bindings_live`,
+    /// the evictions (`bindings_evicted` = this − live).
+    BindingNew = "binding_new", "nat";
     /// Binding updates the kernel refused.
     BindingUpdateFailed = "binding_update_failed", "errors";
     /// Requests whose top Via has an empty `rport`.

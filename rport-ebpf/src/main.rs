@@ -428,7 +428,7 @@ mod prog {
         let now = unsafe { bpf_ktime_get_boot_ns() };
         let (first_seen, requests) = match unsafe { BINDINGS.get(&key) } {
             Some(old) => (old.first_seen_ns, old.requests.saturating_add(1)),
-            None => (now, 1),
+            None => (now, 0),
         };
         let b = Binding {
             src_addr: h.src,
@@ -443,12 +443,15 @@ mod prog {
             _pad: 0,
             ifindex: ctx.ingress_ifindex() as u32,
             flags: fl,
-            requests,
+            requests: if requests == 0 { 1 } else { requests },
             sent_by_v4: v4.unwrap_or([0; 4]),
             _reserved: 0,
         };
         if BINDINGS.insert(&key, &b, 0).is_ok() {
             count(Counter::BindingRecorded);
+            if requests == 0 {
+                count(Counter::BindingNew);
+            }
         } else {
             count(Counter::BindingUpdateFailed);
             warn!(

@@ -105,6 +105,13 @@ pub(crate) fn stats_json(s: &Sources) -> Result<Value> {
     Ok(json!({
         "uptime_s": s.started.elapsed().as_secs(),
         "bindings_live": live,
+        // LRU evictions: bindings created minus those still there (the map and the
+        // counters are pinned together, so this holds across restarts).
+        "bindings_evicted": xdp
+            .get(Counter::BindingNew.name())
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .saturating_sub(live as u64),
         "xdp": xdp,
         "daemon": daemon,
         "nat": s.nat.json(),
@@ -247,9 +254,10 @@ fn request(what: &str) -> Result<Value> {
 /// Renders the stats as a grouped table; with `prev` and `secs`, adds per-second rates.
 pub fn render_table(v: &Value, prev: Option<&Value>, secs: f64) -> String {
     let mut out = format!(
-        "rport: up {} s, {} live bindings\n",
+        "rport: up {} s, {} live bindings, {} evicted\n",
         v["uptime_s"].as_u64().unwrap_or(0),
-        v["bindings_live"].as_u64().unwrap_or(0)
+        v["bindings_live"].as_u64().unwrap_or(0),
+        v["bindings_evicted"].as_u64().unwrap_or(0)
     );
     let rows: Vec<(&str, &str, &str, &str)> = Counter::ALL
         .iter()
@@ -398,10 +406,11 @@ pub fn stats_reference() -> String {
     let mut s = String::from(
         "# rport statistics\n\n\
          `rport stats` shows these, grouped; `rport stats --json` gives them as\n\
-         `{\"uptime_s\", \"bindings_live\", \"xdp\": {name: value}, \"daemon\": {name: value}, \"nat\": {…}}`;\n\
+         `{\"uptime_s\", \"bindings_live\", \"bindings_evicted\", \"xdp\": {name: value}, \"daemon\": {name: value}, \"nat\": {…}}`\n\
+         (`bindings_evicted`: bindings the LRU map dropped to make room, `xdp.binding_new` − `bindings_live`);\n\
          `rport run --metrics ADDR:PORT` exports them as `rport_xdp_<name>_total` and\n\
          `rport_daemon_<name>_total` (`*_ns` counters as `*_seconds_total`), plus\n\
-         `rport_bindings_live`, `rport_binding_age_seconds` and `rport_userspace_batch_seconds`.\n\
+         `rport_bindings_live`, `rport_bindings_evicted`, `rport_binding_age_seconds` and `rport_userspace_batch_seconds`.\n\
          Where Kamailio has a close statistic, the description names it.\n\n\
          This file is generated from `rport-common/src/counters.rs` and\n\
          `rport-userspace/src/dstats.rs` (`cargo test -p rport-userspace stats_reference` checks it).\n",
@@ -480,7 +489,7 @@ mod tests {
         }
         let nat = json!({"clients": 37, "untracked": 0, "rebindings": 4,
             "refresh_gaps": {"le_20s": 1, "le_30s": 2, "le_60s": 3, "le_120s": 4, "le_300s": 5, "more": 6}});
-        let now = json!({"uptime_s": 3600, "bindings_live": 42, "xdp": xdp, "daemon": daemon.clone(), "nat": nat});
+        let now = json!({"uptime_s": 3600, "bindings_live": 42, "bindings_evicted": 7, "xdp": xdp, "daemon": daemon.clone(), "nat": nat});
         let prev = json!({"uptime_s": 3598, "bindings_live": 40, "xdp": prev_xdp, "daemon": daemon,
             "nat": {"clients": 30, "rebindings": 2, "refresh_gaps": {}}});
         let got = format!(

@@ -67,6 +67,12 @@ pub fn render(sources: &Sources) -> Result<String> {
     let live = IntGauge::new("rport_bindings_live", "Bindings in the XDP map now")?;
     live.set(stats["bindings_live"].as_i64().unwrap_or(0));
     reg.register(Box::new(live))?;
+    let evicted = IntGauge::new(
+        "rport_bindings_evicted",
+        "Bindings the LRU map dropped to make room (created minus live)",
+    )?;
+    evicted.set(stats["bindings_evicted"].as_i64().unwrap_or(0));
+    reg.register(Box::new(evicted))?;
     let ages = Histogram::with_opts(
         HistogramOpts::new(
             "rport_binding_age_seconds",

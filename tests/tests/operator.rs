@@ -64,6 +64,8 @@ fn counters_rebinding_diagnosis_and_restart() {
         assert_eq!(s[group][name], want, "{group}.{name} in {s}");
     }
     assert_eq!(s["bindings_live"], 2);
+    assert_eq!(s["xdp"]["binding_new"], 2);
+    assert_eq!(s["bindings_evicted"], 0);
     assert_eq!(s["nat"]["rebindings"], 0);
     let first_port = rport.bindings().unwrap()[0]["source"]
         .as_str()

@@ -421,6 +421,12 @@ fn fixture_table() {
         for k in &c.counters {
             want[*k as usize] += 1;
         }
+        // binding_new: a recorded binding under a key the map did not hold before.
+        if let Some(e) = &c.binding {
+            if c.counters.contains(&Counter::BindingRecorded) && !before_bindings.contains(&e.key) {
+                want[Counter::BindingNew as usize] += 1;
+            }
+        }
         for (i, cnt) in Counter::ALL.iter().enumerate() {
             let d = after[i] - before[i];
             if d != want[i] {
