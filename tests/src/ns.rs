@@ -217,6 +217,35 @@ pub fn send_udp(ns: &Ns, from: &str, to: &str, payload: Vec<u8>, n: usize) -> Re
     })?
 }
 
+/// Receives one UDP datagram on `bind` inside namespace `ns`, on a thread of its own (so
+/// the test can send meanwhile); gives up after `timeout`. The socket is bound before this
+/// returns.
+pub fn recv_udp(
+    ns: &Ns,
+    bind: &str,
+    timeout: Duration,
+) -> Result<std::thread::JoinHandle<Result<Vec<u8>>>> {
+    let file = std::fs::File::open(format!("/var/run/netns/{}", ns.name))?;
+    let bind = bind.to_string();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || -> Result<Vec<u8>> {
+        // SAFETY: setns on this thread only, with a valid namespace fd.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns: {}", std::io::Error::last_os_error());
+        }
+        let s = UdpSocket::bind(&bind);
+        let _ = ready_tx.send(());
+        let s = s?;
+        s.set_read_timeout(Some(timeout))?;
+        let mut buf = vec![0u8; 65536];
+        let (n, _) = s.recv_from(&mut buf).context("nothing received")?;
+        buf.truncate(n);
+        Ok(buf)
+    });
+    let _ = ready_rx.recv_timeout(Duration::from_secs(5));
+    Ok(h)
+}
+
 /// True when the namespace tests can run here; otherwise prints why they skip.
 pub fn can_run(test: &str, tools: &[&str]) -> bool {
     // SAFETY: no preconditions.
