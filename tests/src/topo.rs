@@ -83,6 +83,18 @@ impl NatTopology {
         self.dir.join(name)
     }
 
+    /// `rport run` on the gateway (both interfaces), logging to `rport.log` here.
+    pub fn rport(&self, pins: &Bpffs, extra: &[&str]) -> Result<Rport> {
+        Rport::start(
+            &self.gw,
+            GW_OUTSIDE,
+            GW_INSIDE,
+            pins,
+            &self.path("rport.log"),
+            extra,
+        )
+    }
+
     /// Flushes the NAT's connection tracking: the next packet gets a new public port, as
     /// when a home router reboots or forgets an idle mapping.
     pub fn forget_nat_mappings(&self) -> Result<()> {

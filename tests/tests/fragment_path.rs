@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rport_tests::{
     ns::{Bpffs, can_run, recv_udp, send_udp},
-    topo::{GW_INSIDE, GW_OUTSIDE, NatTopology, Rport},
+    topo::NatTopology,
 };
 use rport_userspace::rewrite::{Observed, Policy, rewrite_top_via};
 
@@ -30,15 +30,7 @@ fn a_request_grown_past_the_mtu_arrives_whole() {
     }
     let t = NatTopology::new().unwrap();
     let pins = Bpffs::new().unwrap();
-    let rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let rport = t.rport(&pins, &[]).unwrap();
     // 1,480 bytes of IP: fits the 1,500-byte MTU as sent; `;received=203.0.113.1` and
     // `;rport=N` make it larger than that.
     let req = big_register(1480);

@@ -7,7 +7,7 @@ use rport_tests::{
     load::GenReport,
     ns::{Bpffs, Proc, can_run},
     sip::run_bounded,
-    topo::{GW_INSIDE, GW_OUTSIDE, NatTopology, Rport},
+    topo::NatTopology,
 };
 
 /// The load generator and legacy responder of `cargo xtask bench` (rport_tests::load).
@@ -40,15 +40,7 @@ fn sustained_load_every_frame_comes_back() {
     c.args(["respond", "198.51.100.10:5060"]);
     let _responder = Proc::spawn(c, "responder", &t.path("responder.log")).unwrap();
     let pins = Bpffs::new().unwrap();
-    let rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let rport = t.rport(&pins, &[]).unwrap();
     // Far more requests than UMEM frames (2,048), in bursts of 64 (sendmmsg).
     let mut total = 0;
     for _ in 0..3 {

@@ -43,15 +43,7 @@ fn legacy_registrar_loses_every_reply_without_rport_and_none_with_it() {
     );
 
     let pins = Bpffs::new().unwrap();
-    let rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let rport = t.rport(&pins, &[]).unwrap();
     let r = sipp_client(
         &t.phone,
         &register_scenario(true),
@@ -111,15 +103,7 @@ fn rport_aware_server_works_and_nothing_is_steered() {
     let t = NatTopology::new().unwrap();
     let _k = Kamailio::start(&t.server, "198.51.100.10", Server::AwareRegistrar, &t.dir).unwrap();
     let pins = Bpffs::new().unwrap();
-    let rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let rport = t.rport(&pins, &[]).unwrap();
     let r = sipp_client(
         &t.phone,
         &register_scenario(true),
@@ -150,15 +134,7 @@ fn a_call_through_the_nat_to_a_proxy() {
     let _k = Kamailio::start(&t.server, "198.51.100.10", Server::Proxy, &t.dir).unwrap();
     let _uas = sipp_server(&t.server, &uas_scenario(), &t.dir, "198.51.100.10", 5070).unwrap();
     let pins = Bpffs::new().unwrap();
-    let rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let rport = t.rport(&pins, &[]).unwrap();
     let r = sipp_client(
         &t.phone,
         &uac_scenario(),
@@ -188,15 +164,7 @@ fn retransmissions_are_rewritten_identically() {
     let t = NatTopology::new().unwrap();
     let k = Kamailio::start(&t.server, "198.51.100.10", Server::AwareRegistrar, &t.dir).unwrap();
     let pins = Bpffs::new().unwrap();
-    let _rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let _rport = t.rport(&pins, &[]).unwrap();
     let msg = rport_tests::packets::register(
         "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-retx;rport",
     );
@@ -219,15 +187,7 @@ fn other_traffic_is_untouched() {
     use std::io::{Read as _, Write as _};
     let t = NatTopology::new().unwrap();
     let pins = Bpffs::new().unwrap();
-    let rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let rport = t.rport(&pins, &[]).unwrap();
     // TCP to 5060 and UDP to another port, through the NAT and the gateway.
     let server = t
         .server
@@ -282,15 +242,7 @@ fn sip_keeps_flowing_when_the_daemon_dies() {
     let t = NatTopology::new().unwrap();
     let _k = Kamailio::start(&t.server, "198.51.100.10", Server::AwareRegistrar, &t.dir).unwrap();
     let pins = Bpffs::new().unwrap();
-    let mut rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let mut rport = t.rport(&pins, &[]).unwrap();
     // SIGKILL: no cleanup of its own. The kernel closes its XDP link and AF_XDP sockets.
     let mut child = rport.proc.child.take().unwrap();
     child.kill().unwrap();

@@ -15,32 +15,27 @@ fn counters_rebinding_diagnosis_and_restart() {
     let t = NatTopology::new().unwrap();
     let _k = Kamailio::start(&t.server, "198.51.100.10", Server::LegacyRegistrar, &t.dir).unwrap();
     let pins = Bpffs::new().unwrap();
-    let rport = Rport::start(
-        &t.gw,
-        GW_OUTSIDE,
-        GW_INSIDE,
-        &pins,
-        &t.path("rport.log"),
-        &[],
-    )
-    .unwrap();
+    let rport = t.rport(&pins, &[]).unwrap();
     // One phone refreshing its registration: one Call-ID for all its REGISTERs (RFC 3261 §10.2),
     // so one SIPp call of two REGISTERs; -cid_str keeps the Call-ID across the two SIPp runs.
     let scen = refresh_scenario(2, 200);
     let cid = ["-cid_str", "phone-1@192.168.1.50"];
-    let r = sipp_client_with(
-        &t.phone,
-        &scen,
-        &t.dir,
-        PHONE,
-        5060,
-        "198.51.100.10:5060",
-        1,
-        10,
-        &[],
-        &cid,
-    )
-    .unwrap();
+    let refresh = || {
+        sipp_client_with(
+            &t.phone,
+            &scen,
+            &t.dir,
+            PHONE,
+            5060,
+            "198.51.100.10:5060",
+            1,
+            10,
+            &[],
+            &cid,
+        )
+        .unwrap()
+    };
+    let r = refresh();
     assert_eq!((r.successful, r.failed), (1, 0));
     let s = rport.stats().unwrap();
     for (group, name, want) in [
@@ -74,19 +69,7 @@ fn counters_rebinding_diagnosis_and_restart() {
 
     // The NAT forgets: the next REGISTER leaves from a new public port.
     t.forget_nat_mappings().unwrap();
-    let r = sipp_client_with(
-        &t.phone,
-        &scen,
-        &t.dir,
-        PHONE,
-        5060,
-        "198.51.100.10:5060",
-        1,
-        10,
-        &[],
-        &cid,
-    )
-    .unwrap();
+    let r = refresh();
     assert_eq!((r.successful, r.failed), (1, 0));
     let s = rport.stats().unwrap();
     assert_eq!(s["nat"]["rebindings"], 1, "{}", s["nat"]);
