@@ -189,7 +189,8 @@ impl XskQueue {
 
     /// Receives, handles and recycles frames in batches until `stop` is set.
     ///
-    /// `handler(frame, len, sender)` gets the frame from its first byte to the end of its
+    /// `handler(frame, len, sender, now)` (`now`: the batch's receive time, one clock read
+    /// per batch) gets the frame from its first byte to the end of its
     /// UMEM chunk (so it may grow) and the received length; whatever it queues in `sender`
     /// must be sent before the frame is reused, which `run` guarantees by flushing before
     /// refilling.
@@ -199,7 +200,7 @@ impl XskQueue {
         stats: &DaemonStats,
         batch_time: &prometheus::Histogram,
         sender: &mut RawSender,
-        mut handler: impl FnMut(&mut [u8], usize, &mut RawSender),
+        mut handler: impl FnMut(&mut [u8], usize, &mut RawSender, Instant),
     ) {
         let mut descs = [XdpDesc {
             addr: 0,
@@ -269,7 +270,7 @@ impl XskQueue {
                         (end - d.addr) as usize,
                     )
                 };
-                handler(frame, d.len as usize, sender);
+                handler(frame, d.len as usize, sender, t0);
                 if sender.full() {
                     let f = sender.flush();
                     DaemonStats::add(&stats.forwarded, f.sent);

@@ -52,6 +52,7 @@ pub fn forward_frame(
     sender: &mut RawSender,
     stats: &DaemonStats,
     nat: &NatTracker,
+    now: std::time::Instant,
 ) {
     let Ok(h) = inject::locate(&frame[..len.min(frame.len())]) else {
         DaemonStats::add(&stats.bad_frames, 1);
@@ -99,11 +100,7 @@ pub fn forward_frame(
         }
     };
     if let Some(cid) = crate::rewrite::call_id(&frame[p0..p0 + new_plen]) {
-        nat.observe(
-            cid,
-            std::net::SocketAddr::new(src, h.sport),
-            std::time::Instant::now(),
-        );
+        nat.observe(cid, std::net::SocketAddr::new(src, h.sport), now);
     }
     let Ok(total) = inject::finish(frame, &h, new_plen) else {
         // TTL exhausted (a router drops it too) or a header that cannot hold the length.
@@ -175,9 +172,15 @@ pub fn start(
                 std::thread::Builder::new()
                     .name(format!("rport-{}-q{q}", iface.name))
                     .spawn(move || {
-                        xsk.run(&stop, &stats, &bt, &mut sender, |frame, len, sender| {
-                            forward_frame(frame, len, &force, sender, &stats, &nat)
-                        })
+                        xsk.run(
+                            &stop,
+                            &stats,
+                            &bt,
+                            &mut sender,
+                            |frame, len, sender, now| {
+                                forward_frame(frame, len, &force, sender, &stats, &nat, now)
+                            },
+                        )
                     })?,
             );
         }
