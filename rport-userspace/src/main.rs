@@ -51,8 +51,41 @@ enum Cmd {
     },
 }
 
+/// A command-line error as one line: what is wrong, then where help is. (clap's own
+/// rendering spreads it over a usage block; operators' scripts and logs want one line.)
+fn one_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let what: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let what = what.join(" ");
+    let what = what.strip_prefix("error: ").unwrap_or(&what);
+    format!("rport: {what} (rport --help)")
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            match e.kind() {
+                DisplayHelp | DisplayVersion => {
+                    let _ = e.print();
+                    return ExitCode::SUCCESS;
+                }
+                // `rport` alone: the help, as a usage error.
+                DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = e.print();
+                    return ExitCode::from(2);
+                }
+                _ => {}
+            }
+            eprintln!("{}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.cmd {
         Cmd::Run(args) => daemon::run(args),
         Cmd::Stats(args) => control::stats_cmd(args),
