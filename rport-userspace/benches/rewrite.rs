@@ -49,23 +49,29 @@ fn sip(lines: &[&str], length_header: &str, body: &str) -> Vec<u8> {
 }
 
 fn cases() -> Vec<Case> {
-    let register = sip(
-        &[
-            "REGISTER sip:example.com SIP/2.0",
-            "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-524287-1---a1b2c3d4e5f60718;rport",
-            "Max-Forwards: 70",
-            "Contact: <sip:alice@192.168.1.50:5060;rinstance=6f8e1c2b3a4d5e6f>",
-            "To: <sip:alice@example.com>",
-            "From: <sip:alice@example.com>;tag=8f3a2b1c",
-            "Call-ID: 9b2e7c4d1a0f3e5b@192.168.1.50",
-            "CSeq: 1 REGISTER",
-            "Expires: 3600",
-            "Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE",
-            "User-Agent: Zoiper rv2.10.19.5",
-            "Allow-Events: presence, kpml, talk",
-        ],
-        "Content-Length: ",
-        "",
+    // A typical softphone REGISTER; `register_with(via)` is it with another top Via.
+    let register_with = |via: &str| {
+        sip(
+            &[
+                "REGISTER sip:example.com SIP/2.0",
+                via,
+                "Max-Forwards: 70",
+                "Contact: <sip:alice@192.168.1.50:5060;rinstance=6f8e1c2b3a4d5e6f>",
+                "To: <sip:alice@example.com>",
+                "From: <sip:alice@example.com>;tag=8f3a2b1c",
+                "Call-ID: 9b2e7c4d1a0f3e5b@192.168.1.50",
+                "CSeq: 1 REGISTER",
+                "Expires: 3600",
+                "Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE",
+                "User-Agent: Zoiper rv2.10.19.5",
+                "Allow-Events: presence, kpml, talk",
+            ],
+            "Content-Length: ",
+            "",
+        )
+    };
+    let register = register_with(
+        "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-524287-1---a1b2c3d4e5f60718;rport",
     );
     let sdp = "v=0\r\n\
                o=alice 2890844526 2890844526 IN IP4 192.168.1.50\r\n\
@@ -129,23 +135,8 @@ fn cases() -> Vec<Case> {
         "Content-Length: ",
         "",
     );
-    let already = sip(
-        &[
-            "REGISTER sip:example.com SIP/2.0",
-            "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-524287-1---a1b2c3d4e5f60718;rport=32415;received=203.0.113.1",
-            "Max-Forwards: 70",
-            "Contact: <sip:alice@192.168.1.50:5060;rinstance=6f8e1c2b3a4d5e6f>",
-            "To: <sip:alice@example.com>",
-            "From: <sip:alice@example.com>;tag=8f3a2b1c",
-            "Call-ID: 9b2e7c4d1a0f3e5b@192.168.1.50",
-            "CSeq: 1 REGISTER",
-            "Expires: 3600",
-            "Allow: INVITE, ACK, CANCEL, BYE, NOTIFY, REFER, MESSAGE, OPTIONS, INFO, SUBSCRIBE",
-            "User-Agent: Zoiper rv2.10.19.5",
-            "Allow-Events: presence, kpml, talk",
-        ],
-        "Content-Length: ",
-        "",
+    let already = register_with(
+        "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-524287-1---a1b2c3d4e5f60718;rport=32415;received=203.0.113.1",
     );
     vec![
         Case {

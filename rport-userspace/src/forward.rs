@@ -74,6 +74,7 @@ pub fn forward_frame(
     } else {
         frame.len()
     };
+    let mut cid = None;
     let new_plen = match rewrite_top_via(
         &mut frame[p0..room_end.max(p0 + plen)],
         plen,
@@ -88,6 +89,7 @@ pub fn forward_frame(
             } else {
                 DaemonStats::add(&stats.unchanged, 1);
             }
+            cid = r.call_id;
             r.len
         }
         Err(RewriteError::NoRoom) => {
@@ -99,7 +101,13 @@ pub fn forward_frame(
             plen
         }
     };
-    if let Some(cid) = crate::rewrite::call_id(&frame[p0..p0 + new_plen]) {
+    let msg = &frame[p0..p0 + new_plen];
+    // The rewrite found the Call-ID on its pass; a message it refused gets its own search.
+    let cid = match cid {
+        Some(r) => Some(&msg[r]),
+        None => crate::rewrite::call_id(msg),
+    };
+    if let Some(cid) = cid {
         nat.observe(cid, std::net::SocketAddr::new(src, h.sport), now);
     }
     let Ok(total) = inject::finish(frame, &h, new_plen) else {

@@ -68,7 +68,7 @@ impl std::fmt::Display for RewriteError {
 impl std::error::Error for RewriteError {}
 
 /// Outcome of a rewrite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rewritten {
     /// New length of the message.
     pub len: usize,
@@ -78,6 +78,9 @@ pub struct Rewritten {
     pub received_set: bool,
     /// An `rport` value was filled in or replaced.
     pub rport_set: bool,
+    /// The Call-ID value (trimmed) in the message as it is now, found on the same pass
+    /// over the headers (the daemon's NAT diagnostics key clients by it).
+    pub call_id: Option<Range<usize>>,
 }
 
 /// The top Via, as byte ranges into the message.
@@ -235,6 +238,11 @@ fn find_header(
 /// Parses the top Via of a SIP message.
 pub fn parse_top_via(m: &[u8]) -> Result<TopVia, RewriteError> {
     let (start, end) = frame(m)?;
+    parse_top_via_in(m, start, end)
+}
+
+/// [`parse_top_via`] with the headers already framed (`frame`).
+fn parse_top_via_in(m: &[u8], start: usize, end: usize) -> Result<TopVia, RewriteError> {
     let hv = find_header(m, start, end, b"via", b"v").ok_or(RewriteError::NoVia)?;
     let e = hv.end;
     let mut i = skip_lws(m, hv.start, e);
@@ -372,8 +380,16 @@ pub fn parse_top_via(m: &[u8]) -> Result<TopVia, RewriteError> {
 /// Value of the Call-ID header (`i` in compact form), trimmed.
 pub fn call_id(m: &[u8]) -> Option<&[u8]> {
     let (start, end) = frame(m).ok()?;
+    call_id_in(m, start, end).map(|r| &m[r])
+}
+
+/// Range of the trimmed Call-ID value within framed headers.
+fn call_id_in(m: &[u8], start: usize, end: usize) -> Option<Range<usize>> {
     let r = find_header(m, start, end, b"call-id", b"i")?;
-    Some(m[r].trim_ascii())
+    let v = &m[r.clone()];
+    let lead = v.len() - v.trim_ascii_start().len();
+    let trail = v.len() - v.trim_ascii_end().len();
+    Some(r.start + lead..(r.end - trail).max(r.start + lead))
 }
 
 /// The transaction key the XDP program computes for this message.
@@ -482,26 +498,24 @@ pub fn rewrite_top_via(
 ) -> Result<Rewritten, RewriteError> {
     let len = len.min(buf.len());
     let m = &buf[..len];
+    let (start, end) = frame(m)?;
+    let call_id = call_id_in(m, start, end);
+    let unchanged = Rewritten {
+        len,
+        changed: false,
+        received_set: false,
+        rport_set: false,
+        call_id: call_id.clone(),
+    };
     if m.starts_with(b"SIP/2.0 ") {
-        // Responses are never rewritten; still say whether it is SIP at all.
-        frame(m)?;
-        return Ok(Rewritten {
-            len,
-            changed: false,
-            received_set: false,
-            rport_set: false,
-        });
+        // Responses are never rewritten (framing them said whether they are SIP at all).
+        return Ok(unchanged);
     }
-    let v = parse_top_via(m)?;
+    let v = parse_top_via_in(m, start, end)?;
     let wants_rport = v.rport.is_some() || policy.force_rport;
     let wants_received = wants_rport || !sent_by_is(&m[v.host.clone()], observed.addr);
     if !wants_received {
-        return Ok(Rewritten {
-            len,
-            changed: false,
-            received_set: false,
-            rport_set: false,
-        });
+        return Ok(unchanged);
     }
     let received = Param::received(observed.addr);
     let rport = Param::rport(observed.port);
@@ -558,12 +572,7 @@ pub fn rewrite_top_via(
     }
     if edits.iter().all(|(r, t)| &buf[r.clone()] == *t) {
         // Already in the form rport would write (a retransmission through rport, say).
-        return Ok(Rewritten {
-            len,
-            changed: false,
-            received_set: false,
-            rport_set: false,
-        });
+        return Ok(unchanged);
     }
     // Right to left: the offsets of the edits still to do do not move.
     let mut cur = len;
@@ -574,11 +583,20 @@ pub fn rewrite_top_via(
         cur = cur + t.len() - r.len();
     }
     debug_assert_eq!(cur, new_len);
+    // Every edit is inside the top Via value: a Call-ID after it moved by the growth.
+    let call_id = call_id.map(|r| {
+        if r.start > at {
+            (r.start as isize + grow) as usize..(r.end as isize + grow) as usize
+        } else {
+            r
+        }
+    });
     Ok(Rewritten {
         len: new_len,
         changed: true,
         received_set: true,
         rport_set: wants_rport,
+        call_id,
     })
 }
 
@@ -645,6 +663,22 @@ mod tests {
                 Param::rport(port).bytes(),
                 format!(";rport={port}").as_bytes()
             );
+        }
+    }
+
+    #[test]
+    fn call_id_found_before_and_after_the_via() {
+        for m in [
+            msg("Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK1;rport"),
+            "INVITE sip:b@x SIP/2.0\r\ni:  c2@h \r\nv: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK2;rport\r\n\r\n".into(),
+        ] {
+            let mut b = m.clone().into_bytes();
+            b.resize(m.len() + 256, 0);
+            let r = rewrite_top_via(&mut b, m.len(), SRC, Policy::default()).unwrap();
+            assert!(r.changed);
+            let want = call_id(&b[..r.len]).unwrap();
+            assert_eq!(&b[r.call_id.unwrap()], want);
+            assert!(want == b"c1@192.168.1.50" || want == b"c2@h", "{want:?}");
         }
     }
 
@@ -990,6 +1024,16 @@ mod tests {
             let _ = rewrite_top_via(&mut b, data.len(), SRC, Policy { force_rport: force });
             let _ = parse_top_via(&data);
             let _ = call_id(&data);
+        }
+
+        #[test]
+        fn reported_call_id_is_the_call_id_of_the_result(m in valid_message(), force in any::<bool>()) {
+            let mut b = m.clone().into_bytes();
+            b.resize(m.len() + 256, 0);
+            if let Ok(r) = rewrite_top_via(&mut b, m.len(), SRC, Policy { force_rport: force }) {
+                let out = &b[..r.len];
+                prop_assert_eq!(r.call_id.map(|c| &out[c]), call_id(out));
+            }
         }
 
         #[test]

@@ -75,17 +75,7 @@ request_route {{
         );
         std::fs::write(&cfg, text)?;
         let log = dir.join(format!("kamailio-{listen}.log"));
-        let run = dir.join(format!("kamailio-{listen}.run"));
-        std::fs::create_dir_all(&run)?;
-        let mut c = ns.cmd("kamailio");
-        c.args(["-DD", "-E", "-m", "32", "-M", "8", "-f"])
-            .arg(&cfg)
-            .arg("-P")
-            .arg(run.join("pid"))
-            .arg("-Y")
-            .arg(&run)
-            .arg("-w")
-            .arg(&run);
+        let c = kamailio_command(ns, &cfg, &dir.join(format!("kamailio-{listen}.run")), 32)?;
         let proc = Proc::spawn(c, "kamailio", &log)?;
         let k = Kamailio { proc, log };
         // Up when it listens on 5060.
@@ -116,18 +106,28 @@ request_route {{
     }
 }
 
-/// A REGISTER scenario: the phone's Via names its private address, with `;rport` or not.
-pub fn register_scenario(rport: bool) -> String {
-    register_scenario_via("192.168.1.50:[local_port]", "198.51.100.10", rport)
+/// Kamailio in the foreground (`-DD -E`: logs on stderr) inside `ns` with config `cfg`,
+/// `shm_mb` of shared memory, its pid file and working files in `run` (created).
+pub fn kamailio_command(ns: &Ns, cfg: &Path, run: &Path, shm_mb: u32) -> Result<Command> {
+    std::fs::create_dir_all(run)?;
+    let mut c = ns.cmd("kamailio");
+    c.args(["-DD", "-E", "-m", &shm_mb.to_string(), "-M", "8", "-f"])
+        .arg(cfg)
+        .arg("-P")
+        .arg(run.join("pid"))
+        .arg("-Y")
+        .arg(run)
+        .arg("-w")
+        .arg(run);
+    Ok(c)
 }
 
-/// A REGISTER scenario with the given sent-by and registrar host.
-pub fn register_scenario_via(sent_by: &str, registrar: &str, rport: bool) -> String {
+/// One REGISTER `<send>` of a SIPp scenario (then the wait for its 200): sent-by,
+/// registrar host, CSeq number (a SIPp keyword or a literal), with `;rport` or not.
+fn register_send(sent_by: &str, registrar: &str, cseq: &str, rport: bool) -> String {
     let rport = if rport { ";rport" } else { "" };
     format!(
-        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="register through NAT">
-  <send retrans="500">
+        r#"  <send retrans="500">
     <![CDATA[
 
 REGISTER sip:{registrar} SIP/2.0
@@ -135,7 +135,7 @@ Via: SIP/2.0/UDP {sent_by};branch=[branch]{rport}
 From: <sip:phone@{registrar}>;tag=[call_number]
 To: <sip:phone@{registrar}>
 Call-ID: [call_id]
-CSeq: [call_number] REGISTER
+CSeq: {cseq} REGISTER
 Contact: <sip:phone@{sent_by}>
 Max-Forwards: 70
 Expires: 60
@@ -144,8 +144,27 @@ Content-Length: 0
     ]]>
   </send>
   <recv response="200" timeout="2000"/>
-</scenario>
 "#
+    )
+}
+
+/// A SIPp scenario document around `body`.
+fn scenario(name: &str, body: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">\n{body}</scenario>\n"
+    )
+}
+
+/// A REGISTER scenario: the phone's Via names its private address, with `;rport` or not.
+pub fn register_scenario(rport: bool) -> String {
+    register_scenario_via("192.168.1.50:[local_port]", "198.51.100.10", rport)
+}
+
+/// A REGISTER scenario with the given sent-by and registrar host.
+pub fn register_scenario_via(sent_by: &str, registrar: &str, rport: bool) -> String {
+    scenario(
+        "register through NAT",
+        &register_send(sent_by, registrar, "[call_number]", rport),
     )
 }
 
@@ -157,30 +176,14 @@ pub fn refresh_scenario(n: u32, pause_ms: u32) -> String {
         if i > 1 {
             body.push_str(&format!("  <pause milliseconds=\"{pause_ms}\"/>\n"));
         }
-        body.push_str(&format!(
-            r#"  <send retrans="500">
-    <![CDATA[
-
-REGISTER sip:198.51.100.10 SIP/2.0
-Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
-From: <sip:phone@198.51.100.10>;tag=[call_number]
-To: <sip:phone@198.51.100.10>
-Call-ID: [call_id]
-CSeq: {i} REGISTER
-Contact: <sip:phone@192.168.1.50:[local_port]>
-Max-Forwards: 70
-Expires: 60
-Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" timeout="2000"/>
-"#
+        body.push_str(&register_send(
+            "192.168.1.50:[local_port]",
+            "198.51.100.10",
+            &i.to_string(),
+            true,
         ));
     }
-    format!(
-        "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"register refresh\">\n{body}</scenario>\n"
-    )
+    scenario("register refresh", &body)
 }
 
 /// An INVITE call from the phone: INVITE, 100, 180, 200, ACK, BYE, 200.

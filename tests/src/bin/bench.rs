@@ -24,7 +24,7 @@ use rport_tests::{
     load::{self, GenReport},
     ns::{Bpffs, Ns, Proc, can_run, sh, unique, veth},
     packets::*,
-    sip::{KAMAILIO_MODULES, run_bounded},
+    sip::{KAMAILIO_MODULES, kamailio_command, run_bounded},
     topo::{GW_INSIDE, GW_OUTSIDE, Rport},
     xdp::*,
 };
@@ -315,17 +315,7 @@ impl Bed {
                          request_route {{\n    force_rport();\n    forward(\"198.51.100.10\", 5060);\n}}\n"
                     ),
                 )?;
-                let run = b.dir.join("kamailio.run");
-                std::fs::create_dir_all(&run)?;
-                let mut c = b.gw.cmd("kamailio");
-                c.args(["-DD", "-E", "-m", "64", "-M", "8", "-f"])
-                    .arg(&cfg)
-                    .arg("-P")
-                    .arg(run.join("pid"))
-                    .arg("-Y")
-                    .arg(&run)
-                    .arg("-w")
-                    .arg(&run);
+                let c = kamailio_command(&b.gw, &cfg, &b.dir.join("kamailio.run"), 64)?;
                 b.kamailio = Some(Proc::spawn(c, "kamailio", &b.dir.join("kamailio.log"))?);
             }
         }
