@@ -10,8 +10,8 @@ use std::{
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rport_userspace::{
-    afxdp::FRAME_SIZE,
-    rewrite::{Observed, Policy, rewrite_top_via},
+    datapath::afxdp::FRAME_SIZE,
+    sip::rewrite::{Observed, Policy, rewrite_top_via},
 };
 
 /// Ethernet + IPv4 + UDP headers before the payload.

@@ -1,26 +1,45 @@
 //! rport's userspace: the loader daemon (`rport run`) and the operator's commands.
 //!
-//! The packet's path (see docs/ARCHITECTURE.md):
-//! - [`loader`] loads the XDP object embedded below, fills its config maps and attaches it;
-//! - requests that need a Via rewrite arrive over AF_XDP in [`afxdp`];
-//! - [`rewrite`] rewrites the top Via in place (RFC 3581 / RFC 3261 §18.2.1);
-//! - [`inject`] fixes the IP/UDP headers and sends the result on with the client's
-//!   addresses through a raw socket, in batches;
+//! The packet's path (see docs/ARCHITECTURE.md), room by room:
+//! - [`datapath`]: [`datapath::loader`] loads the XDP object embedded below, fills its
+//!   config maps and attaches it; requests that need a Via rewrite arrive over AF_XDP in
+//!   [`datapath::afxdp`], [`datapath::forward`] runs one worker per queue, and
+//!   [`datapath::inject`] fixes the IP/UDP headers and sends the result on with the
+//!   client's addresses through a raw socket, in batches; [`datapath::testrun`] runs the
+//!   same object through BPF_PROG_TEST_RUN (tests, `rport replay`, the bench);
+//! - [`sip`]: the SIP message rewrite itself ([`sip::rewrite`], RFC 3581 / RFC 3261 §18.2.1);
 //! - responses are steered by the XDP program itself (see rport-ebpf);
-//! - [`control`] answers `rport stats` / `rport bindings` over a unix socket.
+//! - [`observe`]: counters, the NAT tracker, the control socket (`rport stats` /
+//!   `rport bindings`) and the Prometheus exporter;
+//! - [`cli`]: one module per subcommand that needs more than a line in main.rs.
 
-pub mod afxdp;
-pub mod control;
-pub mod daemon;
-pub mod dstats;
-pub mod forward;
-pub mod inject;
-pub mod loader;
-pub mod metrics;
-pub mod nat;
-pub mod replay;
-pub mod rewrite;
-pub mod testrun;
+pub mod cli {
+    //! The subcommands: `rport run` (the daemon) and `rport replay`.
+    pub mod replay;
+    pub mod run;
+}
+
+pub mod datapath {
+    //! The packet's path through userspace: load and attach, AF_XDP in, raw socket out.
+    pub mod afxdp;
+    pub mod forward;
+    pub mod inject;
+    pub mod loader;
+    pub mod testrun;
+}
+
+pub mod sip {
+    //! SIP message handling: the top-Via rewrite.
+    pub mod rewrite;
+}
+
+pub mod observe {
+    //! What an operator sees: counters, NAT diagnostics, control socket, metrics.
+    pub mod control;
+    pub mod dstats;
+    pub mod metrics;
+    pub mod nat;
+}
 
 /// The XDP object, built by build.rs from rport-ebpf with the nightly toolchain.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rport-xdp"));

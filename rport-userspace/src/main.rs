@@ -2,7 +2,12 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use rport_userspace::{control, daemon, loader, replay, rewrite};
+use rport_userspace::{
+    cli::{replay, run as daemon},
+    datapath::loader,
+    observe::control,
+    sip::rewrite,
+};
 
 #[derive(Parser)]
 #[command(

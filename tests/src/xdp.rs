@@ -1,6 +1,6 @@
 //! The XDP program under BPF_PROG_TEST_RUN (the harness lives in rport-userspace, where
 //! `rport replay` uses it too).
-pub use rport_userspace::testrun::*;
+pub use rport_userspace::datapath::testrun::*;
 
 /// True when this process may load BPF programs; otherwise prints why a test skips.
 pub fn can_load_bpf(test: &str) -> bool {

@@ -7,7 +7,7 @@ use rport_tests::{
     ns::{Bpffs, can_run, recv_udp, send_udp},
     topo::NatTopology,
 };
-use rport_userspace::rewrite::{Observed, Policy, rewrite_top_via};
+use rport_userspace::sip::rewrite::{Observed, Policy, rewrite_top_via};
 
 /// A REGISTER padded so that its IPv4 packet is `ip_len` bytes.
 fn big_register(ip_len: usize) -> Vec<u8> {

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use rport_tests::{packets::*, xdp::*};
-use rport_userspace::loader::XdpLog;
+use rport_userspace::datapath::loader::XdpLog;
 
 /// Collects the records as text.
 #[derive(Clone, Default)]

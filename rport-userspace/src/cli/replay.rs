@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 use rport_common::{Counter, role};
 use serde_json::json;
 
-use crate::testrun::{XDP_PASS, XDP_REDIRECT, XdpHarness};
+use crate::datapath::testrun::{XDP_PASS, XDP_REDIRECT, XdpHarness};
 
 /// One packet of a classic pcap file.
 #[derive(Debug)]

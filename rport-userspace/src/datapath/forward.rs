@@ -11,13 +11,14 @@ use aya::maps::XskMap;
 use rport_common::{MAX_QUEUES, maps, role};
 
 use crate::{
-    afxdp::XskQueue,
-    daemon::Workers,
-    dstats::DaemonStats,
-    inject::{self, RawSender},
-    loader::{LoadConfig, Loaded},
-    nat::NatTracker,
-    rewrite::{Observed, Policy, RewriteError, rewrite_top_via},
+    cli::run::Workers,
+    datapath::{
+        afxdp::XskQueue,
+        inject::{self, RawSender},
+        loader::{LoadConfig, Loaded},
+    },
+    observe::{dstats::DaemonStats, nat::NatTracker},
+    sip::rewrite::{Observed, Policy, RewriteError, rewrite_top_via},
 };
 
 /// Whether `a` is in the network (`net`, prefix length).
@@ -105,7 +106,7 @@ pub fn forward_frame(
     // The rewrite found the Call-ID on its pass; a message it refused gets its own search.
     let cid = match cid {
         Some(r) => Some(&msg[r]),
-        None => crate::rewrite::call_id(msg),
+        None => crate::sip::rewrite::call_id(msg),
     };
     if let Some(cid) = cid {
         nat.observe(cid, std::net::SocketAddr::new(src, h.sport), now);

@@ -20,7 +20,7 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpDesc};
 
-use crate::{dstats::DaemonStats, inject::RawSender};
+use crate::{datapath::inject::RawSender, observe::dstats::DaemonStats};
 
 /// UMEM frame size: a page, so a rewritten request always has tail room.
 pub const FRAME_SIZE: u32 = 4096;

@@ -17,7 +17,7 @@ use prometheus::{
 };
 use rport_common::Counter as XdpCounter;
 
-use crate::{control::Sources, dstats::DaemonStats};
+use crate::observe::{control::Sources, dstats::DaemonStats};
 
 /// Binding age buckets (seconds): the NAT timeouts that matter (RFC 5626 keep-alives
 /// 24–29 s, RFC 3581 §3 ~60 s, RFC 4787 ≥ 120 s).
@@ -44,7 +44,7 @@ fn counter(reg: &Registry, name: &str, help: &str, v: u64) -> Result<()> {
 
 /// Renders the exposition text.
 pub fn render(sources: &Sources) -> Result<String> {
-    let stats = crate::control::stats_json(sources)?;
+    let stats = crate::observe::control::stats_json(sources)?;
     let reg = Registry::new();
     for c in XdpCounter::ALL {
         let v = stats["xdp"][c.name()].as_u64().unwrap_or(0);
@@ -80,7 +80,7 @@ pub fn render(sources: &Sources) -> Result<String> {
         )
         .buckets(AGE_BUCKETS.to_vec()),
     )?;
-    for a in crate::control::binding_ages(sources)? {
+    for a in crate::observe::control::binding_ages(sources)? {
         ages.observe(a);
     }
     reg.register(Box::new(ages))?;

@@ -13,7 +13,10 @@ use anyhow::{Context as _, Result};
 use aya::programs::XdpMode;
 use clap::{Args, ValueEnum};
 
-use crate::{control, dstats::DaemonStats, loader};
+use crate::{
+    datapath::loader,
+    observe::{control, dstats::DaemonStats},
+};
 
 /// XDP attach mode.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -78,12 +81,15 @@ pub fn run(args: RunArgs) -> Result<()> {
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.
     let listener = control::bind()?;
-    let metrics_listener = args.metrics.map(crate::metrics::bind).transpose()?;
+    let metrics_listener = args
+        .metrics
+        .map(crate::observe::metrics::bind)
+        .transpose()?;
     let mut loaded = loader::load_and_attach(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let batch_time = crate::metrics::batch_histogram();
-    let nat = Arc::new(crate::nat::NatTracker::default());
-    let workers = crate::forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat)?;
+    let batch_time = crate::observe::metrics::batch_histogram();
+    let nat = Arc::new(crate::observe::nat::NatTracker::default());
+    let workers = crate::datapath::forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat)?;
     let sources = Arc::new(control::Sources {
         pin_dir: cfg.pin_dir.clone(),
         workers: workers.stats.clone(),
@@ -99,7 +105,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let s = sources.clone();
         std::thread::Builder::new()
             .name("rport-metrics".into())
-            .spawn(move || crate::metrics::serve(l, s))?;
+            .spawn(move || crate::observe::metrics::serve(l, s))?;
     }
     eprintln!(
         "rport: attached to {} (maps pinned in {}); Ctrl-C to stop",

@@ -24,7 +24,7 @@ use clap::Args;
 use rport_common::{Binding, Counter, flags};
 use serde_json::{Value, json};
 
-use crate::dstats::DaemonStats;
+use crate::observe::dstats::DaemonStats;
 
 /// Abstract socket name (per network namespace).
 pub const SOCKET_NAME: &str = "rport/control";
@@ -66,7 +66,7 @@ pub struct Sources {
     /// Per-batch processing time of the forwarding threads.
     pub batch_time: prometheus::Histogram,
     /// NAT diagnostics of the forwarding threads.
-    pub nat: Arc<crate::nat::NatTracker>,
+    pub nat: Arc<crate::observe::nat::NatTracker>,
 }
 
 fn open_map(sources: &Sources, name: &str) -> Result<Map> {
@@ -290,7 +290,7 @@ pub fn render_table(v: &Value, prev: Option<&Value>, secs: f64) -> String {
                 .iter()
                 .map(|k| (format!("nat.{k}"), vec!["nat", *k]))
                 .collect();
-            for k in crate::nat::gap_bucket_names() {
+            for k in crate::observe::nat::gap_bucket_names() {
                 paths.push((
                     format!("nat.refresh_gaps.{k}"),
                     vec!["nat", "refresh_gaps", k],
@@ -322,8 +322,8 @@ pub fn stats_cmd(args: StatsArgs) -> Result<()> {
                     pin_dir: dir.clone(),
                     workers: Vec::new(),
                     started: Instant::now(),
-                    batch_time: crate::metrics::batch_histogram(),
-                    nat: Arc::new(crate::nat::NatTracker::default()),
+                    batch_time: crate::observe::metrics::batch_histogram(),
+                    nat: Arc::new(crate::observe::nat::NatTracker::default()),
                 })?,
                 None => request("stats")?,
             };
@@ -331,7 +331,7 @@ pub fn stats_cmd(args: StatsArgs) -> Result<()> {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)?
                     .as_secs_f64();
-                print!("{}", crate::nat::diagnose(&v, now));
+                print!("{}", crate::observe::nat::diagnose(&v, now));
                 return Ok(());
             }
             if args.json {
@@ -413,7 +413,7 @@ pub fn stats_reference() -> String {
          `rport_bindings_live`, `rport_bindings_evicted`, `rport_binding_age_seconds` and `rport_userspace_batch_seconds`.\n\
          Where Kamailio has a close statistic, the description names it.\n\n\
          This file is generated from `rport-common/src/counters.rs` and\n\
-         `rport-userspace/src/dstats.rs` (`cargo test -p rport-userspace stats_reference` checks it).\n",
+         `rport-userspace/src/observe/dstats.rs` (`cargo test -p rport-userspace stats_reference` checks it).\n",
     );
     for group in ["traffic", "rewrite", "steering", "nat", "errors"] {
         s.push_str(&format!("\n## {group}\n\n| field | meaning |\n|---|---|\n"));
@@ -426,7 +426,7 @@ pub fn stats_reference() -> String {
         }
         if group == "nat" {
             s.push_str(NAT_FIELDS);
-            for k in crate::nat::gap_bucket_names() {
+            for k in crate::observe::nat::gap_bucket_names() {
                 s.push_str(&format!(
                     "| `nat.refresh_gaps.{k}` | Consecutive requests of one client (Call-ID) {} apart (Prometheus: `rport_client_refresh_gap_seconds`). |\n",
                     match k.strip_prefix("le_").and_then(|b| b.strip_suffix('s')) {
@@ -441,7 +441,7 @@ pub fn stats_reference() -> String {
     s
 }
 
-/// The `nat` object of `rport stats --json` (the daemon's NAT diagnostics, rport/src/nat.rs).
+/// The `nat` object of `rport stats --json` (the daemon's NAT diagnostics, rport-userspace/src/observe/nat.rs).
 const NAT_FIELDS: &str = "\
 | `nat.clients` | Clients (Call-IDs of rewritten requests) tracked now; at most 65,536, idle ones forgotten after an hour when full. |
 | `nat.untracked` | Requests of new clients not tracked because the table was full of active ones. |
@@ -484,7 +484,10 @@ mod tests {
             prev_xdp.insert(c.name().into(), (1000 + 5 * i as u64).into());
         }
         let mut daemon = serde_json::Map::new();
-        for (i, (n, _, _)) in crate::dstats::DaemonStats::FIELDS.iter().enumerate() {
+        for (i, (n, _, _)) in crate::observe::dstats::DaemonStats::FIELDS
+            .iter()
+            .enumerate()
+        {
             daemon.insert((*n).into(), (2 * i as u64).into());
         }
         let nat = json!({"clients": 37, "untracked": 0, "rebindings": 4,

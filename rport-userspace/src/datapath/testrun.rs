@@ -37,11 +37,11 @@ impl XdpHarness {
     /// Loads the program (verifier included) with SIP port 5060, logging off (as
     /// `rport run` does by default).
     pub fn load() -> Result<Self> {
-        Self::load_with_log(crate::loader::XdpLog::Off)
+        Self::load_with_log(crate::datapath::loader::XdpLog::Off)
     }
 
     /// Loads the program with the given aya-log level.
-    pub fn load_with_log(log: crate::loader::XdpLog) -> Result<Self> {
+    pub fn load_with_log(log: crate::datapath::loader::XdpLog) -> Result<Self> {
         let level = log.level();
         let mut ebpf = aya::EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
