@@ -9,14 +9,19 @@
 //!   same object through BPF_PROG_TEST_RUN (tests, `rport replay`, the bench);
 //! - [`sip`]: the SIP message rewrite itself ([`sip::rewrite`], RFC 3581 / RFC 3261 §18.2.1);
 //! - responses are steered by the XDP program itself (see rport-ebpf);
-//! - [`observe`]: counters, the NAT tracker, the control socket (`rport stats` /
-//!   `rport bindings`) and the Prometheus exporter;
+//! - [`observe`]: counters, the NAT tracker, one typed snapshot of them all
+//!   ([`observe::snapshot`]) and its views: the control socket, the Prometheus exporter,
+//!   the table;
 //! - [`cli`]: one module per subcommand that needs more than a line in main.rs.
 
 pub mod cli {
-    //! The subcommands: `rport run` (the daemon) and `rport replay`.
+    //! The subcommands: `rport run` (the daemon), `rport stats`, `rport bindings`,
+    //! `rport check` and `rport replay`.
+    pub mod bindings;
+    pub mod check;
     pub mod replay;
     pub mod run;
+    pub mod stats;
 }
 
 pub mod datapath {
@@ -34,11 +39,19 @@ pub mod sip {
 }
 
 pub mod observe {
-    //! What an operator sees: counters, NAT diagnostics, control socket, metrics.
+    //! What an operator sees. The sources: the daemon's counters ([`dstats`]) and NAT
+    //! tracker ([`nat`]) beside the XDP program's pinned maps, read together into one
+    //! [`snapshot::Snapshot`]. Its views: the control socket ([`control`], JSON), the
+    //! Prometheus exporter ([`metrics`]), the table and NAT diagnosis ([`table`]), and the
+    //! reference of its fields, docs/STATS.md ([`reference`]).
     pub mod control;
     pub mod dstats;
     pub mod metrics;
+    mod named;
     pub mod nat;
+    pub mod reference;
+    pub mod snapshot;
+    pub mod table;
 }
 
 /// The XDP object, built by build.rs from rport-ebpf with the nightly toolchain.

@@ -3,9 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use rport_userspace::{
-    cli::{replay, run as daemon},
-    datapath::loader,
-    observe::control,
+    cli::{bindings, check, replay, run as daemon, stats},
     sip::rewrite,
 };
 
@@ -25,9 +23,9 @@ enum Cmd {
     /// Load the XDP program on the gateway's interfaces and run the daemon.
     Run(daemon::RunArgs),
     /// Show the counters of the running daemon.
-    Stats(control::StatsArgs),
+    Stats(stats::StatsArgs),
     /// Show the live bindings (observed source of each client transaction).
-    Bindings(control::BindingsArgs),
+    Bindings(bindings::BindingsArgs),
     /// Rewrite one SIP message (stdin → stdout) as rport would forward it.
     Rewrite {
         /// The source address and port the message was observed from.
@@ -93,13 +91,13 @@ fn main() -> ExitCode {
     };
     let result = match cli.cmd {
         Cmd::Run(args) => daemon::run(args),
-        Cmd::Stats(args) => control::stats_cmd(args),
-        Cmd::Bindings(args) => control::bindings_cmd(args),
+        Cmd::Stats(args) => stats::stats_cmd(args),
+        Cmd::Bindings(args) => bindings::bindings_cmd(args),
         Cmd::Rewrite {
             source,
             force_rport,
         } => return rewrite::run_cli(source, force_rport),
-        Cmd::Check => loader::check(),
+        Cmd::Check => check::check(),
         Cmd::Replay {
             file,
             json,

@@ -14,8 +14,12 @@ use aya::programs::XdpMode;
 use clap::{Args, ValueEnum};
 
 use crate::{
-    datapath::loader,
-    observe::{control, dstats::DaemonStats},
+    datapath::{forward, loader},
+    observe::{
+        control, metrics,
+        nat::NatTracker,
+        snapshot::{Live, Sources},
+    },
 };
 
 /// XDP attach mode.
@@ -81,21 +85,20 @@ pub fn run(args: RunArgs) -> Result<()> {
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.
     let listener = control::bind()?;
-    let metrics_listener = args
-        .metrics
-        .map(crate::observe::metrics::bind)
-        .transpose()?;
+    let metrics_listener = args.metrics.map(metrics::bind).transpose()?;
     let mut loaded = loader::load_and_attach(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
-    let batch_time = crate::observe::metrics::batch_histogram();
-    let nat = Arc::new(crate::observe::nat::NatTracker::default());
-    let workers = crate::datapath::forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat)?;
-    let sources = Arc::new(control::Sources {
+    let batch_time = metrics::batch_histogram();
+    let nat = Arc::new(NatTracker::default());
+    let workers = forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat)?;
+    let sources = Arc::new(Sources {
         pin_dir: cfg.pin_dir.clone(),
-        workers: workers.stats.clone(),
-        started: Instant::now(),
-        batch_time,
-        nat,
+        live: Live {
+            started: Instant::now(),
+            workers: workers.stats.clone(),
+            nat,
+            batch_time,
+        },
     });
     let s = sources.clone();
     std::thread::Builder::new()
@@ -105,7 +108,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let s = sources.clone();
         std::thread::Builder::new()
             .name("rport-metrics".into())
-            .spawn(move || crate::observe::metrics::serve(l, s))?;
+            .spawn(move || metrics::serve(l, s))?;
     }
     eprintln!(
         "rport: attached to {} (maps pinned in {}); Ctrl-C to stop",
@@ -137,18 +140,4 @@ pub fn run(args: RunArgs) -> Result<()> {
     drop(loaded);
     eprintln!("rport: detached");
     Ok(())
-}
-
-/// Keeps the forwarding threads' counters alive for the control socket.
-pub struct Workers {
-    pub stats: Vec<Arc<DaemonStats>>,
-    pub handles: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Workers {
-    pub fn join(self) {
-        for h in self.handles {
-            let _ = h.join();
-        }
-    }
 }

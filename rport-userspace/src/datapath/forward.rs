@@ -11,7 +11,6 @@ use aya::maps::XskMap;
 use rport_common::{MAX_QUEUES, maps, role};
 
 use crate::{
-    cli::run::Workers,
     datapath::{
         afxdp::XskQueue,
         inject::{self, RawSender},
@@ -20,6 +19,20 @@ use crate::{
     observe::{dstats::DaemonStats, nat::NatTracker},
     sip::rewrite::{Observed, Policy, RewriteError, rewrite_top_via},
 };
+
+/// The forwarding threads: their counters (read by the control socket) and handles.
+pub struct Workers {
+    pub stats: Vec<Arc<DaemonStats>>,
+    pub handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn join(self) {
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
 
 /// Whether `a` is in the network (`net`, prefix length).
 pub fn in_net(a: IpAddr, (net, len): (IpAddr, u8)) -> bool {

@@ -1,8 +1,12 @@
 //! The daemon's own counters (the XDP program's are in `rport_common::Counter`).
 //!
 //! Each forwarding thread owns one [`DaemonStats`] and bumps it with relaxed atomic adds
-//! on its own cache lines; `rport stats` sums them. No locks on the hot path.
+//! on its own cache lines; `rport stats` sums them into one [`DaemonCounters`]. No locks on
+//! the hot path. The `xsk_*` fields are the kernel's statistics of the AF_XDP sockets,
+//! copied in by each thread (datapath/afxdp.rs).
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
 
 macro_rules! daemon_counters {
     ($( $(#[doc = $doc:literal])* $field:ident = $group:literal; )*) => {
@@ -19,9 +23,35 @@ macro_rules! daemon_counters {
                 $( (stringify!($field), $group, concat!($($doc),*)), )*
             ];
 
-            /// Current values, in [`Self::FIELDS`] order.
-            pub fn values(&self) -> Vec<u64> {
-                vec![ $( self.$field.load(Ordering::Relaxed), )* ]
+            /// Current values.
+            pub fn load(&self) -> DaemonCounters {
+                DaemonCounters { $( $field: self.$field.load(Ordering::Relaxed), )* }
+            }
+        }
+
+        /// Values of the daemon's counters (one thread's, or all summed): the `daemon`
+        /// object of `rport stats --json`, field for field.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(default)]
+        pub struct DaemonCounters {
+            $( $(#[doc = $doc])* pub $field: u64, )*
+        }
+
+        impl DaemonCounters {
+            /// The values, in [`DaemonStats::FIELDS`] order.
+            pub fn values(&self) -> [u64; DaemonStats::FIELDS.len()] {
+                [ $( self.$field, )* ]
+            }
+
+            /// The counters with these values, in [`DaemonStats::FIELDS`] order.
+            pub fn from_values(v: [u64; DaemonStats::FIELDS.len()]) -> DaemonCounters {
+                let [ $( $field, )* ] = v;
+                DaemonCounters { $( $field, )* }
+            }
+
+            /// Adds `other` field by field (the sum over the forwarding threads).
+            pub fn add(&mut self, other: &DaemonCounters) {
+                $( self.$field += other.$field; )*
             }
         }
     };

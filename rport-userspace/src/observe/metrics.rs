@@ -1,7 +1,8 @@
 //! `rport run --metrics ADDR:PORT`: the Prometheus text exposition at `/metrics`.
 //!
-//! Each scrape reads the same figures as `rport stats` (the pinned XDP maps and the
-//! forwarding threads' counters) and encodes them with rust-prometheus's TextEncoder.
+//! Each scrape reads the same [`Snapshot`](crate::observe::snapshot::Snapshot) as `rport
+//! stats` (the pinned XDP maps and the forwarding threads' counters) and encodes its typed
+//! figures with rust-prometheus's TextEncoder.
 //! Scrapes are rare (seconds apart), so building a registry per scrape costs nothing on
 //! the data path.
 use std::{
@@ -15,13 +16,11 @@ use anyhow::{Context as _, Result};
 use prometheus::{
     Encoder as _, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder,
 };
-use rport_common::Counter as XdpCounter;
 
-use crate::observe::{control::Sources, dstats::DaemonStats};
-
-/// Binding age buckets (seconds): the NAT timeouts that matter (RFC 5626 keep-alives
-/// 24–29 s, RFC 3581 §3 ~60 s, RFC 4787 ≥ 120 s).
-pub const AGE_BUCKETS: [f64; 5] = [20.0, 30.0, 60.0, 120.0, 300.0];
+use crate::observe::{
+    nat::TIMEOUT_BUCKETS,
+    snapshot::{Sources, Stat},
+};
 
 /// The histogram the forwarding threads observe once per batch (a handle: clones share it).
 pub fn batch_histogram() -> Histogram {
@@ -44,56 +43,54 @@ fn counter(reg: &Registry, name: &str, help: &str, v: u64) -> Result<()> {
 
 /// Renders the exposition text.
 pub fn render(sources: &Sources) -> Result<String> {
-    let stats = crate::observe::control::stats_json(sources)?;
+    let snap = sources.snapshot()?;
     let reg = Registry::new();
-    for c in XdpCounter::ALL {
-        let v = stats["xdp"][c.name()].as_u64().unwrap_or(0);
-        counter(&reg, &format!("rport_xdp_{}_total", c.name()), c.help(), v)?;
-    }
-    for (name, _, help) in DaemonStats::FIELDS {
-        let v = stats["daemon"][*name].as_u64().unwrap_or(0);
+    for stat in Stat::all() {
+        let (source, name, v) = (stat.source(), stat.name(), snap.get(stat));
         // Base units: the daemon keeps nanoseconds, Prometheus wants seconds.
         if let Some(stem) = name.strip_suffix("_ns") {
             let c = prometheus::Counter::new(
-                format!("rport_daemon_{stem}_seconds_total"),
-                help.trim(),
+                format!("rport_{source}_{stem}_seconds_total"),
+                stat.help().trim(),
             )?;
             c.inc_by(v as f64 / 1e9);
             reg.register(Box::new(c))?;
         } else {
-            counter(&reg, &format!("rport_daemon_{name}_total"), help, v)?;
+            counter(
+                &reg,
+                &format!("rport_{source}_{name}_total"),
+                stat.help(),
+                v,
+            )?;
         }
     }
     let live = IntGauge::new("rport_bindings_live", "Bindings in the XDP map now")?;
-    live.set(stats["bindings_live"].as_i64().unwrap_or(0));
+    live.set(snap.bindings_live as i64);
     reg.register(Box::new(live))?;
     let evicted = IntGauge::new(
         "rport_bindings_evicted",
         "Bindings the LRU map dropped to make room (created minus live)",
     )?;
-    evicted.set(stats["bindings_evicted"].as_i64().unwrap_or(0));
+    evicted.set(snap.bindings_evicted as i64);
     reg.register(Box::new(evicted))?;
     let ages = Histogram::with_opts(
         HistogramOpts::new(
             "rport_binding_age_seconds",
             "Time since each live binding's latest request",
         )
-        .buckets(AGE_BUCKETS.to_vec()),
+        .buckets(TIMEOUT_BUCKETS.to_vec()),
     )?;
-    for a in crate::observe::control::binding_ages(sources)? {
-        ages.observe(a);
+    for b in &snap.bindings {
+        ages.observe(b.age_s);
     }
     reg.register(Box::new(ages))?;
-    reg.register(Box::new(sources.batch_time.clone()))?;
-    reg.register(Box::new(sources.nat.gap_histogram.clone()))?;
+    reg.register(Box::new(sources.live.batch_time.clone()))?;
+    reg.register(Box::new(sources.live.nat.gap_histogram.clone()))?;
     counter(
         &reg,
         "rport_nat_rebindings_total",
         "Clients seen from a new public address or port (their NAT dropped the old mapping)",
-        sources
-            .nat
-            .rebindings
-            .load(std::sync::atomic::Ordering::Relaxed),
+        snap.nat.rebindings,
     )?;
     let mut out = Vec::new();
     TextEncoder::new()

@@ -24,10 +24,12 @@ use std::{
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
-/// Upper bounds (seconds) of the refresh-gap buckets; one more bucket counts the rest.
-pub const GAP_BUCKETS: [f64; 5] = [20.0, 30.0, 60.0, 120.0, 300.0];
+/// Bucket bounds (seconds): the NAT timeouts that matter (RFC 5626 keep-alives 24–29 s,
+/// RFC 3581 §3 ~60 s, RFC 4787 ≥ 120 s). The refresh gaps here and the binding ages of the
+/// Prometheus exporter both measure how long a mapping must live, so they share them.
+pub const TIMEOUT_BUCKETS: [f64; 5] = [20.0, 30.0, 60.0, 120.0, 300.0];
 /// Clients tracked at most.
 pub const CLIENTS: usize = 65_536;
 /// A client silent this long (s) is forgotten when the table is full: longer than any
@@ -38,14 +40,68 @@ pub const SWEEP_S: u64 = 60;
 /// Rebinding examples kept.
 pub const EXAMPLES: usize = 16;
 
-/// JSON names of the refresh-gap buckets: `le_20s` … `le_300s`, then `more`.
-pub fn gap_bucket_names() -> [&'static str; GAP_BUCKETS.len() + 1] {
-    ["le_20s", "le_30s", "le_60s", "le_120s", "le_300s", "more"]
+/// JSON names of the refresh-gap buckets (upper bounds [`TIMEOUT_BUCKETS`]): `le_20s` …
+/// `le_300s`, then `more` for the rest.
+pub const GAP_BUCKET_NAMES: [&str; TIMEOUT_BUCKETS.len() + 1] =
+    ["le_20s", "le_30s", "le_60s", "le_120s", "le_300s", "more"];
+
+/// Refresh gaps per bucket (up to each of [`TIMEOUT_BUCKETS`], then the rest): in JSON
+/// `{"le_20s": n, …, "more": n}`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RefreshGaps(pub [u64; TIMEOUT_BUCKETS.len() + 1]);
+
+impl RefreshGaps {
+    /// (JSON name, count) of every bucket, in bound order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        GAP_BUCKET_NAMES.into_iter().zip(self.0)
+    }
+
+    /// Gaps longer than `bound`, one of [`TIMEOUT_BUCKETS`].
+    pub fn above(&self, bound: f64) -> u64 {
+        let first = TIMEOUT_BUCKETS
+            .iter()
+            .position(|&b| b > bound)
+            .unwrap_or(TIMEOUT_BUCKETS.len());
+        self.0[first..].iter().sum()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
 }
 
-/// One rebinding, as shown by `rport stats --nat`.
+crate::observe::named::serde_named!(RefreshGaps, GAP_BUCKET_NAMES);
+
+/// The tracker's figures: the `nat` object of `rport stats --json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatState {
+    /// Clients tracked now.
+    pub clients: u64,
+    /// Requests of new clients not tracked because the table was full.
+    pub untracked: u64,
+    pub rebindings: u64,
+    pub refresh_gaps: RefreshGaps,
+    /// The latest [`EXAMPLES`] rebindings, newest first.
+    pub recent_rebindings: Vec<RecentRebinding>,
+}
+
+/// One rebinding, as `rport stats --json` and `rport stats --nat` show it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecentRebinding {
+    /// Unix time of the request that showed it.
+    pub at_unix: f64,
+    /// Start of the client's Call-ID.
+    pub client: String,
+    pub old: SocketAddr,
+    pub new: SocketAddr,
+    /// How long the old mapping had been idle when the new one appeared.
+    pub old_age_s: f64,
+}
+
+/// One rebinding as the tracker keeps it (no allocation on the request's path).
 #[derive(Clone, Copy, Debug)]
-pub struct Rebind {
+struct Rebind {
     /// Unix time of the request that showed it.
     pub at_unix: f64,
     /// Start of the client's Call-ID.
@@ -73,8 +129,8 @@ struct Table {
 pub struct NatTracker {
     table: Mutex<Table>,
     pub rebindings: AtomicU64,
-    /// Refresh gaps per bucket (GAP_BUCKETS, then "more").
-    pub gaps: [AtomicU64; GAP_BUCKETS.len() + 1],
+    /// Refresh gaps per bucket (TIMEOUT_BUCKETS, then "more").
+    pub gaps: [AtomicU64; TIMEOUT_BUCKETS.len() + 1],
     /// Clients not tracked because the table was full.
     pub untracked: AtomicU64,
     /// The same gaps, for Prometheus.
@@ -98,7 +154,7 @@ impl Default for NatTracker {
                     "rport_client_refresh_gap_seconds",
                     "Time between consecutive requests of one client (Call-ID): how long its NAT binding must live",
                 )
-                .buckets(GAP_BUCKETS.to_vec()),
+                .buckets(TIMEOUT_BUCKETS.to_vec()),
             )
             .expect("valid histogram options"),
         }
@@ -128,10 +184,10 @@ impl NatTracker {
         match t.clients.get_mut(&key) {
             Some(e) => {
                 let gap = now.saturating_duration_since(e.last).as_secs_f64();
-                let b = GAP_BUCKETS
+                let b = TIMEOUT_BUCKETS
                     .iter()
                     .position(|&u| gap <= u)
-                    .unwrap_or(GAP_BUCKETS.len());
+                    .unwrap_or(TIMEOUT_BUCKETS.len());
                 self.gaps[b].fetch_add(1, Ordering::Relaxed);
                 self.gap_histogram.observe(gap);
                 if e.src != src {
@@ -164,8 +220,8 @@ impl NatTracker {
         }
     }
 
-    /// The figures, for `rport stats --json` (field `nat`).
-    pub fn json(&self) -> Value {
+    /// The figures now.
+    pub fn state(&self) -> NatState {
         let (clients, mut ex) = match self.table.lock() {
             Ok(t) => (
                 t.clients.len(),
@@ -174,90 +230,24 @@ impl NatTracker {
             Err(_) => (0, Vec::new()),
         };
         ex.sort_by(|a, b| b.at_unix.total_cmp(&a.at_unix));
-        let mut gaps = serde_json::Map::new();
-        for (c, k) in self.gaps.iter().zip(gap_bucket_names()) {
-            gaps.insert(k.into(), c.load(Ordering::Relaxed).into());
+        NatState {
+            clients: clients as u64,
+            untracked: self.untracked.load(Ordering::Relaxed),
+            rebindings: self.rebindings.load(Ordering::Relaxed),
+            refresh_gaps: RefreshGaps(self.gaps.each_ref().map(|c| c.load(Ordering::Relaxed))),
+            recent_rebindings: ex
+                .iter()
+                .map(|r| RecentRebinding {
+                    at_unix: r.at_unix,
+                    client: String::from_utf8_lossy(&r.client[..r.client_len as usize])
+                        .into_owned(),
+                    old: r.old,
+                    new: r.new,
+                    old_age_s: r.old_age_s,
+                })
+                .collect(),
         }
-        json!({
-            "clients": clients,
-            "untracked": self.untracked.load(Ordering::Relaxed),
-            "rebindings": self.rebindings.load(Ordering::Relaxed),
-            "refresh_gaps": gaps,
-            "recent_rebindings": ex.iter().map(|r| json!({
-                "at_unix": r.at_unix,
-                "client": String::from_utf8_lossy(&r.client[..r.client_len as usize]),
-                "old": r.old.to_string(),
-                "new": r.new.to_string(),
-                "old_age_s": r.old_age_s,
-            })).collect::<Vec<_>>(),
-        })
     }
-}
-
-/// `rport stats --nat`: a short diagnosis in plain language from `rport stats --json`.
-pub fn diagnose(stats: &Value, now_unix: f64) -> String {
-    let x = &stats["xdp"];
-    let n = &stats["nat"];
-    let req = x["sip_requests"].as_u64().unwrap_or(0);
-    let mut out = Vec::new();
-    if req == 0 {
-        return "No SIP requests seen yet: nothing to diagnose.\n".into();
-    }
-    let natted = x["sent_by_differs"].as_u64().unwrap_or(0);
-    out.push(format!(
-        "{:.0}% of {req} requests came from behind NAT (sent-by is not the source address); {} asked for rport.",
-        100.0 * natted as f64 / req as f64,
-        x["rport_empty"].as_u64().unwrap_or(0) + x["rport_with_value"].as_u64().unwrap_or(0),
-    ));
-    let recent: Vec<&Value> = n["recent_rebindings"]
-        .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let last_hour = recent
-        .iter()
-        .filter(|r| now_unix - r["at_unix"].as_f64().unwrap_or(0.0) <= 3600.0)
-        .count();
-    let total = n["rebindings"].as_u64().unwrap_or(0);
-    let mut ages: Vec<f64> = recent
-        .iter()
-        .filter_map(|r| r["old_age_s"].as_f64())
-        .collect();
-    ages.sort_by(f64::total_cmp);
-    if total > 0 {
-        let median = ages.get(ages.len() / 2).copied().unwrap_or(0.0);
-        let every = (median / 2.0).clamp(10.0, 25.0);
-        out.push(format!(
-            "{total} rebindings (a client seen from a new public port: its NAT forgot the old mapping), {last_hour} of the latest {} in the last hour; median age of the old mapping {median:.0} s: clients should re-register or send keep-alives every {every:.0} s.",
-            recent.len()
-        ));
-        for r in recent.iter().take(3) {
-            out.push(format!(
-                "  e.g. {}: {} -> {} after {:.0} s",
-                r["client"].as_str().unwrap_or(""),
-                r["old"].as_str().unwrap_or(""),
-                r["new"].as_str().unwrap_or(""),
-                r["old_age_s"].as_f64().unwrap_or(0.0)
-            ));
-        }
-    } else {
-        out.push("No rebindings seen: clients' NAT mappings stayed put.".into());
-    }
-    let gaps = &n["refresh_gaps"];
-    let slow: u64 = ["le_120s", "le_300s", "more"]
-        .iter()
-        .map(|k| gaps[*k].as_u64().unwrap_or(0))
-        .sum();
-    let all: u64 = gaps
-        .as_object()
-        .map(|o| o.values().filter_map(Value::as_u64).sum())
-        .unwrap_or(0);
-    if all > 0 {
-        out.push(format!(
-            "{:.0}% of client refreshes came more than 60 s apart: NATs that forget idle UDP mappings after 30–60 s drop those clients' incoming calls (RFC 5626 keep-alives: every 24–29 s).",
-            100.0 * slow as f64 / all as f64
-        ));
-    }
-    out.join("\n") + "\n"
 }
 
 #[cfg(test)]
@@ -267,11 +257,11 @@ mod tests {
 
     #[test]
     fn bucket_names_follow_the_bounds() {
-        let names = gap_bucket_names();
-        for (b, n) in GAP_BUCKETS.iter().zip(names) {
+        let names = GAP_BUCKET_NAMES;
+        for (b, n) in TIMEOUT_BUCKETS.iter().zip(names) {
             assert_eq!(n, format!("le_{b}s"));
         }
-        assert_eq!(names[GAP_BUCKETS.len()], "more");
+        assert_eq!(names[TIMEOUT_BUCKETS.len()], "more");
     }
 
     #[test]
@@ -316,7 +306,8 @@ mod tests {
         t.observe(b"c1", b, t0 + Duration::from_secs(75));
         t.observe(b"c2", b, t0);
         t.observe(b"", b, t0);
-        let j = t.json();
+        // The `nat` object of `rport stats --json`, as serde writes it.
+        let j = serde_json::to_value(t.state()).unwrap();
         assert_eq!(j["clients"], 2);
         assert_eq!(j["rebindings"], 1);
         assert_eq!(j["refresh_gaps"]["le_20s"], 1);
@@ -326,35 +317,12 @@ mod tests {
         assert_eq!(r["old"], "203.0.113.1:40000");
         assert_eq!(r["new"], "203.0.113.1:40001");
         assert!((r["old_age_s"].as_f64().unwrap() - 65.0).abs() < 0.01);
-    }
-
-    #[test]
-    fn diagnosis_in_plain_language() {
-        let t = NatTracker::default();
-        let t0 = Instant::now();
-        t.observe(b"c1", "203.0.113.1:1".parse().unwrap(), t0);
-        t.observe(
-            b"c1",
-            "203.0.113.1:2".parse().unwrap(),
-            t0 + Duration::from_secs(58),
-        );
-        let nat = t.json();
-        let now = nat["recent_rebindings"][0]["at_unix"].as_f64().unwrap();
-        let stats =
-            json!({"xdp": {"sip_requests": 8, "sent_by_differs": 3, "rport_empty": 2}, "nat": nat});
-        let d = diagnose(&stats, now);
-        assert!(d.contains("38% of 8 requests came from behind NAT"), "{d}");
-        assert!(d.contains("1 rebindings"), "{d}");
-        assert!(d.contains("1 of the latest 1 in the last hour"), "{d}");
-        assert!(d.contains("median age of the old mapping 58 s"), "{d}");
-        assert!(d.contains("every 25 s"), "{d}");
-        assert!(
-            d.contains("0% of client refreshes came more than 60 s apart"),
-            "{d}"
-        );
+        // The 10 s gap and the 65 s one.
+        let gaps = t.state().refresh_gaps;
         assert_eq!(
-            diagnose(&json!({"xdp": {"sip_requests": 0}}), 0.0),
-            "No SIP requests seen yet: nothing to diagnose.\n"
+            (gaps.total(), gaps.above(20.0), gaps.above(60.0)),
+            (2, 1, 1)
         );
+        assert_eq!((gaps.above(120.0), gaps.above(300.0)), (0, 0));
     }
 }
