@@ -111,6 +111,12 @@ counters! {
     ResponseNotFromInside = "response_not_from_inside", "steering";
     /// Responses not steered because they came from another host than the request went to (anti-reflection).
     ResponseSourceMismatch = "response_source_mismatch", "steering";
+    /// Steering decisions the TC program applied (destination address and port rewritten with the kernel's checksum helpers, right for partial and complete checksums alike).
+    SteerApplied = "steer_applied", "steering";
+    /// Steered in XDP itself because the driver offers no XDP metadata to hand the decision to TC (checksums updated as complete ones: right for packets from a NIC, not for a partial checksum from a local veth sender).
+    SteerInXdp = "steer_in_xdp", "steering";
+    /// Steering decisions the TC program could not apply (a checksum or store helper failed): the packet went on unchanged.
+    SteerFailed = "steer_failed", "errors";
 }
 
 /// Number of counter slots.

@@ -28,6 +28,8 @@ pub mod maps {
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "rport";
+/// Name of the TC (clsact ingress) program that applies steering decisions.
+pub const TC_PROGRAM_NAME: &str = "rport_steer";
 
 /// Largest number of rx queues per interface that get an AF_XDP socket.
 pub const MAX_QUEUES: u32 = 64;
@@ -143,6 +145,38 @@ impl Binding {
     }
 }
 
+/// A steering decision handed from the XDP program to the TC program on the same
+/// interface, in the frame's XDP metadata area (`bpf_xdp_adjust_meta`).
+///
+/// Why not rewrite in XDP: a packet from a local sender on a veth (a server in a container
+/// or namespace of the gateway host) reaches XDP with CHECKSUM_PARTIAL: its UDP checksum
+/// field holds only the pseudo-header seed, which the kernel completes later. XDP cannot
+/// see that state, so no in-place update is right in every case (a complete checksum needs
+/// RFC 1624 over address and port; a seed needs the address only, uncomplemented). The TC
+/// program sees the skb, and `bpf_l4_csum_replace` applies the right update for either.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SteerMeta {
+    /// [`SteerMeta::MAGIC`]: metadata written by rport (another XDP program's metadata
+    /// is never taken for a decision).
+    pub magic: u32,
+    /// Offset of the IP header in the frame.
+    pub l3: u16,
+    /// Offset of the UDP header in the frame.
+    pub l4: u16,
+    /// New destination address (IPv4-mapped for IPv4, as in [`Binding`]).
+    pub addr: [u8; 16],
+    /// New destination port, network byte order.
+    pub port_be: u16,
+    /// 1 for IPv6, 0 for IPv4.
+    pub ipv6: u16,
+}
+
+impl SteerMeta {
+    /// "rpS1".
+    pub const MAGIC: u32 = 0x7270_5331;
+}
+
 /// Decodes the 16-byte address encoding used in the maps (IPv4-mapped for IPv4).
 #[cfg(feature = "user")]
 pub fn addr_from_16(a: &[u8; 16]) -> core::net::IpAddr {
@@ -196,6 +230,17 @@ mod tests {
         assert_eq!(offset_of!(Binding, sent_by_v4), 72);
         assert_eq!(offset_of!(Binding, _reserved), 76);
         assert_eq!(core::mem::align_of::<Binding>(), 8);
+    }
+
+    #[test]
+    fn steer_meta_layout_is_pinned() {
+        // XDP metadata: at most 32 bytes, a multiple of 4.
+        assert_eq!(size_of::<SteerMeta>(), 28);
+        assert_eq!(offset_of!(SteerMeta, l3), 4);
+        assert_eq!(offset_of!(SteerMeta, l4), 6);
+        assert_eq!(offset_of!(SteerMeta, addr), 8);
+        assert_eq!(offset_of!(SteerMeta, port_be), 24);
+        assert_eq!(offset_of!(SteerMeta, ipv6), 26);
     }
 
     #[test]

@@ -12,16 +12,19 @@ mod prog {
     use core::ffi::c_void;
 
     use aya_ebpf::{
-        bindings::{BPF_F_NO_PREALLOC, xdp_action, xdp_md},
-        helpers::generated::{bpf_ktime_get_boot_ns, bpf_loop},
-        macros::{map, xdp},
+        bindings::{
+            BPF_F_MARK_MANGLED_0, BPF_F_NO_PREALLOC, BPF_F_PSEUDO_HDR, TC_ACT_OK, xdp_action,
+            xdp_md,
+        },
+        helpers::generated::{bpf_ktime_get_boot_ns, bpf_loop, bpf_xdp_adjust_meta},
+        macros::{classifier, map, xdp},
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap, lpm_trie::Key},
-        programs::XdpContext,
+        programs::{TcContext, XdpContext},
     };
     use aya_log_ebpf::{debug, warn};
     use rport_common::{
         Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_QUEUES, SCAN_WINDOW, SIP_PORT,
-        XSKMAP_SIZE, counters, flags, role,
+        SteerMeta, XSKMAP_SIZE, counters, flags, role,
     };
     use rport_ebpf::{
         csum,
@@ -490,7 +493,6 @@ mod prog {
 
     #[inline(never)]
     fn on_response(ctx: &XdpContext, h: &Headers, scan: &Scan, iface: &IfaceConf) -> u32 {
-        let f = &Frame(ctx);
         let key = scan.key();
         // SAFETY: the value is copied out at once.
         let b = match unsafe { BINDINGS.get(&key) } {
@@ -524,13 +526,104 @@ mod prog {
             );
             return xdp_action::XDP_PASS;
         }
-        if steer(f, h, &b).is_some() {
+        if hand_to_tc(ctx, h, &b.src_addr, b.src_port) {
             count(Counter::ResponseSteered);
             debug!(ctx, "response steered to {:i}:{}", b.src_addr, b.src_port);
+        } else if steer(&Frame(ctx), h, &b).is_some() {
+            count(Counter::ResponseSteered);
+            count(Counter::SteerInXdp);
         } else {
             count(Counter::Truncated);
         }
         xdp_action::XDP_PASS
+    }
+
+    /// Hands a steering decision to the TC program of this interface in the frame's XDP
+    /// metadata (see `SteerMeta` for why TC applies it). False when the driver has no
+    /// metadata room: the caller then steers in XDP.
+    ///
+    /// Invalidates every packet pointer taken before (bpf_xdp_adjust_meta moves data_meta).
+    #[inline(always)]
+    fn hand_to_tc(ctx: &XdpContext, h: &Headers, addr: &[u8; 16], port: u16) -> bool {
+        const LEN: usize = core::mem::size_of::<SteerMeta>();
+        // SAFETY: helper on this program's own context.
+        if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(LEN as i32)) } != 0 {
+            return false;
+        }
+        let (meta, data) = (ctx.metadata(), ctx.data());
+        if meta + LEN > data {
+            return false;
+        }
+        let m = SteerMeta {
+            magic: SteerMeta::MAGIC,
+            l3: h.l3,
+            l4: h.l4,
+            addr: *addr,
+            port_be: port.to_be(),
+            ipv6: h.ipv6 as u16,
+        };
+        // SAFETY: LEN bytes at `meta` are the metadata area (bounds-checked above).
+        unsafe { core::ptr::write_unaligned(meta as *mut SteerMeta, m) };
+        true
+    }
+
+    /// Applies the XDP program's steering decision (TC ingress of the same interfaces).
+    ///
+    /// `bpf_l4_csum_replace` knows the skb's checksum state: for a complete checksum it
+    /// updates the field for the address (pseudo-header) and the port; for CHECKSUM_PARTIAL
+    /// it updates the seed for the address only, and the kernel completes it over the new
+    /// port later. Either way the checksum on the wire is right.
+    #[classifier]
+    pub fn rport_steer(ctx: TcContext) -> i32 {
+        let skb = ctx.skb.skb;
+        // SAFETY: the context the program was called with.
+        let (meta, data) = unsafe { ((*skb).data_meta as usize, (*skb).data as usize) };
+        if meta + core::mem::size_of::<SteerMeta>() > data {
+            return TC_ACT_OK as i32;
+        }
+        // SAFETY: bounds-checked above.
+        let m = unsafe { core::ptr::read_unaligned(meta as *const SteerMeta) };
+        if m.magic != SteerMeta::MAGIC {
+            return TC_ACT_OK as i32;
+        }
+        count(if apply_steer(&ctx, &m).is_ok() {
+            Counter::SteerApplied
+        } else {
+            Counter::SteerFailed
+        });
+        TC_ACT_OK as i32
+    }
+
+    #[inline(always)]
+    fn apply_steer(ctx: &TcContext, m: &SteerMeta) -> Result<(), i64> {
+        let l3 = (m.l3 & 0x0fff) as usize;
+        let l4 = (m.l4 & 0x0fff) as usize;
+        let sum = l4 + 6;
+        let addr_flags = (BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0) as u64;
+        if m.ipv6 != 0 {
+            let old: [u32; 4] = ctx.load(l3 + 24)?;
+            // SAFETY: [u8; 16] and [u32; 4] have the same size, any bits are valid.
+            let new: [u32; 4] = unsafe { core::mem::transmute(m.addr) };
+            for i in 0..4 {
+                ctx.l4_csum_replace(sum, old[i] as u64, new[i] as u64, addr_flags | 4)?;
+            }
+            ctx.store(l3 + 24, &m.addr, 0)?;
+        } else {
+            let old: u32 = ctx.load(l3 + 16)?;
+            let new = u32::from_ne_bytes([m.addr[12], m.addr[13], m.addr[14], m.addr[15]]);
+            ctx.l4_csum_replace(sum, old as u64, new as u64, addr_flags | 4)?;
+            ctx.l3_csum_replace(l3 + 10, old as u64, new as u64, 4)?;
+            ctx.store(l3 + 16, &new, 0)?;
+        }
+        let old_port: u16 = ctx.load(l4 + 2)?;
+        ctx.l4_csum_replace(
+            sum,
+            old_port as u64,
+            m.port_be as u64,
+            BPF_F_MARK_MANGLED_0 as u64 | 2,
+        )?;
+        ctx.store(l4 + 2, &m.port_be, 0)?;
+        Ok(())
     }
 
     /// Debug events (aya-log): compiled in, but with the level below `debug` (the loader's

@@ -1,4 +1,5 @@
 //! Integration test support: crafted packets, the XDP program under BPF_PROG_TEST_RUN, network namespaces.
+pub mod capture;
 pub mod load;
 pub mod ns;
 pub mod packets;

@@ -48,6 +48,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "sip-tester",
     "kamailio",
     "conntrack",
+    // tx checksum offload off on a test egress: checksums materialized as a NIC would.
+    "ethtool",
     // promtool, to check the metrics exposition.
     "prometheus",
 ];

@@ -10,9 +10,9 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, LpmTrie, MapData, lpm_trie::Key},
-    programs::{Xdp, XdpMode},
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
-use rport_common::{IfaceConf, PROGRAM_NAME, addr_to_16, maps, role};
+use rport_common::{IfaceConf, PROGRAM_NAME, TC_PROGRAM_NAME, addr_to_16, maps, role};
 
 /// What `rport run` attaches, and how.
 #[derive(Debug, Clone)]
@@ -252,6 +252,21 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
             };
             m.insert(&Key::new(bits, addr_to_16(*addr)), 1, 0)?;
         }
+    }
+    // TC first: the XDP program hands steering decisions to it (see SteerMeta), and a
+    // decision with no TC program to apply it leaves the packet as it was.
+    let tc: &mut SchedClassifier = ebpf
+        .program_mut(TC_PROGRAM_NAME)
+        .context("TC program missing")?
+        .try_into()?;
+    tc.load()
+        .context("the kernel's verifier rejected the TC program")?;
+    for i in ifaces.iter().filter(|i| i.role == role::INSIDE) {
+        // tcx (kernel 6.6+) needs no clsact qdisc; older kernels attach through netlink
+        // and need one (adding it again is harmless).
+        let _ = aya::programs::tc::qdisc_add_clsact(&i.name);
+        tc.attach(&i.name, TcAttachType::Ingress)
+            .with_context(|| format!("attaching the TC steering program to {}", i.name))?;
     }
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
