@@ -353,8 +353,13 @@ mod tests {
         assert_eq!(s.nat.clients, 2);
         assert_eq!(s.nat.refresh_gaps.0[0], 2);
         assert_eq!(s.nat.recent_rebindings[0].old.port(), 40000);
-        // ...and serialises back to the very same bytes.
-        assert_eq!(s.to_json().unwrap().to_string(), STATS_REPLY);
+        // ...and serialises back to the very same bytes, apart from counters added since
+        // the capture (which read 0 from it).
+        let mut back = s.to_json().unwrap();
+        let old: serde_json::Value = serde_json::from_str(STATS_REPLY).unwrap();
+        let xdp = back["xdp"].as_object_mut().unwrap();
+        xdp.retain(|k, v| old["xdp"].get(k).is_some() || v.as_u64() != Some(0));
+        assert_eq!(back.to_string(), STATS_REPLY);
     }
 
     #[test]
