@@ -45,6 +45,17 @@ pub const SCAN_WINDOW: u32 = 1500;
 /// Default SIP port.
 pub const SIP_PORT: u16 = 5060;
 
+/// The verdicts an XDP program returns (the kernel's `enum xdp_action`, uapi
+/// `linux/bpf.h`), for userspace and tests: BPF_PROG_TEST_RUN hands them back as a bare
+/// `u32`. (The program itself uses aya-ebpf's bindings of the same enum.)
+pub mod xdp_action {
+    pub const XDP_ABORTED: u32 = 0;
+    pub const XDP_DROP: u32 = 1;
+    pub const XDP_PASS: u32 = 2;
+    pub const XDP_TX: u32 = 3;
+    pub const XDP_REDIRECT: u32 = 4;
+}
+
 /// Role of an interface, as `rport run` was told.
 pub mod role {
     /// Where clients and their NATs are: requests come in here.

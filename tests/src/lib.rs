@@ -1,5 +1,7 @@
-//! Integration test support: crafted packets, the XDP program under BPF_PROG_TEST_RUN, network namespaces.
+//! Integration test support: crafted packets, the XDP contract table, the XDP program under
+//! BPF_PROG_TEST_RUN, network namespaces.
 pub mod capture;
+pub mod fixtures;
 pub mod load;
 pub mod ns;
 pub mod packets;

@@ -12,6 +12,11 @@ pub const PHONE_V4: [u8; 4] = [192, 168, 1, 50];
 pub const CLIENT_V6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x50,
 ];
+/// The phone's own IPv6 address behind a prefix translator (NPTv6) whose outside address
+/// is [`CLIENT_V6`]: what its Via says, where a legacy server answers.
+pub const PHONE_V6: [u8; 16] = [
+    0x20, 0x01, 0x0d, 0xb8, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x50,
+];
 pub const SERVER_V6: [u8; 16] = [
     0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
 ];

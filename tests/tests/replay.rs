@@ -1,6 +1,18 @@
-//! `rport replay` on a capture written here: a NATed REGISTER, the legacy server's answer
-//! to the private sent-by, a DNS query and a CRLF keep-alive.
-use rport_tests::{ns::rport_bin, packets::*, xdp::can_load_bpf};
+//! `rport replay` on captures written here: a NATed REGISTER, the legacy server's answer
+//! to the private sent-by, a DNS query and a CRLF keep-alive; then the pcap runner of the
+//! XDP contract table (tests/src/fixtures.rs): the rows' frames as captures, and what
+//! replay says of each row.
+use std::{net::IpAddr, path::PathBuf};
+
+use etherparse::{NetSlice, SlicedPacket};
+use rport_common::{Counter, role};
+use rport_tests::{
+    fixtures::{Fixture, table},
+    ns::rport_bin,
+    packets::*,
+    xdp::can_load_bpf,
+};
+use rport_userspace::cli::replay;
 
 fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
     let mut v = Vec::new();
@@ -65,4 +77,182 @@ fn replay_reports_what_the_program_does() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.starts_with("rport: not a pcap file"), "{err}");
     assert_eq!(err.lines().count(), 1);
+}
+
+/// A file removed on Drop, also when the test fails.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `rport replay --json --server …` on `frames`: its per-packet rows.
+fn replay_json(frames: &[Vec<u8>], servers: &[IpAddr], tag: usize) -> Vec<serde_json::Value> {
+    let file = TempFile(std::env::temp_dir().join(format!(
+        "rport-replay-table-{}-{tag}.pcap",
+        std::process::id()
+    )));
+    std::fs::write(&file.0, pcap(frames)).unwrap();
+    let mut c = std::process::Command::new(rport_bin().unwrap());
+    c.args(["replay", "--json"]);
+    for s in servers {
+        c.arg("--server").arg(s.to_string());
+    }
+    let o = c.arg(&file.0).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["packets"].as_array().unwrap().clone()
+}
+
+fn source(frame: &[u8]) -> Option<IpAddr> {
+    match SlicedPacket::from_ethernet(frame).ok()?.net? {
+        NetSlice::Ipv4(ip) => Some(ip.header().source_addr().into()),
+        NetSlice::Ipv6(ip) => Some(ip.header().source_addr().into()),
+    }
+}
+
+/// The frames a row puts in a capture, with the role each must get: its prior requests
+/// (outside), then its own frame.
+fn frames(f: &Fixture) -> Vec<(&[u8], u32)> {
+    let mut v: Vec<(&[u8], u32)> = f
+        .prior
+        .requests
+        .iter()
+        .map(|r| (r.as_slice(), role::OUTSIDE))
+        .collect();
+    v.push((&f.frame, f.role));
+    v
+}
+
+/// One capture replayed in one run: rows in order, and the servers (`--server`) that give
+/// every frame in it its role.
+#[derive(Default)]
+struct Group<'a> {
+    rows: Vec<&'a Fixture>,
+    servers: Vec<IpAddr>,
+}
+
+impl<'a> Group<'a> {
+    /// Takes `f` if replay's one role rule (a server's packets are inside, all others
+    /// outside) still gives every frame of the group, and of `f`, its role.
+    fn take(&mut self, f: &'a Fixture) -> bool {
+        let mut servers = self.servers.clone();
+        for (frame, r) in frames(f) {
+            if r == role::INSIDE {
+                match source(frame) {
+                    Some(a) if !servers.contains(&a) => servers.push(a),
+                    Some(_) => {}
+                    None => panic!("{}: an inside frame without a source address", f.name),
+                }
+            }
+        }
+        let fits = self
+            .rows
+            .iter()
+            .copied()
+            .chain([f])
+            .flat_map(frames)
+            .all(|(frame, r)| replay::from_inside(frame, &servers) == (r == role::INSIDE));
+        if fits {
+            self.rows.push(f);
+            self.servers = servers;
+        }
+        fits
+    }
+}
+
+/// The pcap runner: every row replay can set up (replay runs no daemon sockets and no
+/// `--force-rport`), grouped into as few captures as replay's role rule allows, each
+/// replayed once. Per row: the verdict replay reports for the row's frame, and the
+/// counters it says moved. Rows share one program instance per capture, so whether a key
+/// is new (`binding_new`) depends on the rows before: that one counter is left out here
+/// (the kernel runner checks it). Everything else a row's frame does depends only on its
+/// own prior requests, which come right before it.
+#[test]
+fn replay_agrees_with_the_fixture_table() {
+    if !can_load_bpf("replay_agrees_with_the_fixture_table") {
+        return;
+    }
+    let t = table();
+    let (rows, skipped): (Vec<&Fixture>, Vec<&Fixture>) = t
+        .iter()
+        .partition(|f| f.prior.force_rport.is_empty() && f.prior.sockets.is_empty());
+    let mut groups: Vec<Group> = Vec::new();
+    for f in rows.iter().copied() {
+        if !groups.iter_mut().any(|g| g.take(f)) {
+            let mut g = Group::default();
+            assert!(
+                g.take(f),
+                "{}: replay cannot give its frames their roles",
+                f.name
+            );
+            groups.push(g);
+        }
+    }
+    let mut failures = Vec::new();
+    for (n, g) in groups.iter().enumerate() {
+        let all: Vec<Vec<u8>> = g
+            .rows
+            .iter()
+            .flat_map(|f| frames(f))
+            .map(|(frame, _)| frame.to_vec())
+            .collect();
+        let out = replay_json(&all, &g.servers, n);
+        assert_eq!(out.len(), all.len(), "one replay row per packet");
+        let mut i = 0;
+        for f in &g.rows {
+            i += f.prior.requests.len();
+            let got = &out[i];
+            i += 1;
+            let moved: Vec<Counter> = f
+                .counters
+                .iter()
+                .copied()
+                .filter(|c| *c != Counter::Packets)
+                .collect();
+            let mut errs = Vec::new();
+            let want = replay::verdict(f.verdict, &moved);
+            if got["verdict"] != want {
+                errs.push(format!("verdict {} want {want}", got["verdict"]));
+            }
+            let want: Vec<&str> = Counter::ALL
+                .iter()
+                .filter(|c| moved.contains(c) && **c != Counter::BindingNew)
+                .map(|c| c.name())
+                .collect();
+            let got: Vec<&str> = got["counters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| c.as_str())
+                .filter(|c| *c != Counter::BindingNew.name())
+                .collect();
+            if got != want {
+                errs.push(format!("counters {got:?} want {want:?}"));
+            }
+            if !errs.is_empty() {
+                failures.push(format!("{}:\n    {}", f.name, errs.join("\n    ")));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "pcap: {} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n")
+    );
+    assert!(rows.len() >= 40, "most of the table goes through replay");
+    println!(
+        "pcap: {} fixture rows passed in {} captures; not replayable (daemon sockets, force-rport): {}",
+        rows.len(),
+        groups.len(),
+        skipped
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
 }

@@ -7,10 +7,13 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
-use rport_common::{Counter, role};
+use rport_common::{
+    Counter, role,
+    xdp_action::{XDP_PASS, XDP_REDIRECT},
+};
 use serde_json::json;
 
-use crate::datapath::testrun::{XDP_PASS, XDP_REDIRECT, XdpHarness};
+use crate::datapath::testrun::XdpHarness;
 
 /// One packet of a classic pcap file.
 #[derive(Debug)]
@@ -71,6 +74,26 @@ pub fn parse_pcap(buf: &[u8]) -> Result<Vec<PcapPacket<'_>>> {
     Ok(out)
 }
 
+/// What replay reports a packet came to, from the program's verdict and the counters the
+/// packet moved: a request the program hands to the daemon (redirected, or passed only
+/// because no daemon socket was there) is `to-daemon`; a response it rewrote is `steered`.
+pub fn verdict(xdp: u32, moved: &[Counter]) -> &'static str {
+    match xdp {
+        XDP_PASS if moved.contains(&Counter::ResponseSteered) => "steered",
+        XDP_PASS if moved.contains(&Counter::UserspaceUnavailable) => "to-daemon",
+        XDP_PASS => "pass",
+        XDP_REDIRECT => "to-daemon",
+        _ => "other",
+    }
+}
+
+/// The role replay gives a frame. A capture has no interfaces: packets from a server
+/// address count as arriving on an inside interface, all others on an outside one.
+pub fn from_inside(frame: &[u8], servers: &[std::net::IpAddr]) -> bool {
+    rport_ebpf::parse::headers(frame)
+        .is_ok_and(|h| servers.contains(&rport_common::addr_from_16(&h.src)))
+}
+
 /// `rport replay`.
 pub fn run(
     file: &Path,
@@ -89,11 +112,7 @@ pub fn run(
             rows.push(json!({"n": i + 1, "error": "shorter than an Ethernet header"}));
             continue;
         }
-        // A capture has no interfaces: packets from a server address count as arriving on
-        // an inside interface, all others on an outside one.
-        let from_inside = rport_ebpf::parse::headers(p.data)
-            .is_ok_and(|h| inside_from.contains(&rport_common::addr_from_16(&h.src)));
-        h.set_role(if from_inside {
+        h.set_role(if from_inside(p.data, inside_from) {
             role::INSIDE
         } else {
             role::OUTSIDE
@@ -101,28 +120,21 @@ pub fn run(
         let before = h.counters()?;
         let r = h.run(p.data)?;
         let after = h.counters()?;
-        let moved: Vec<&str> = Counter::ALL
+        let moved: Vec<Counter> = Counter::ALL
             .iter()
             .enumerate()
             .filter(|(j, c)| after[*j] > before[*j] && **c != Counter::Packets)
             .map(|(j, c)| {
                 total[j] += after[j] - before[j];
-                c.name()
+                *c
             })
             .collect();
-        let verdict = match r.verdict {
-            XDP_PASS if moved.contains(&"response_steered") => "steered",
-            XDP_PASS if moved.contains(&"userspace_unavailable") => "to-daemon",
-            XDP_PASS => "pass",
-            XDP_REDIRECT => "to-daemon",
-            _ => "other",
-        };
         rows.push(json!({
             "n": i + 1,
             "time": format!("{}.{:06}", p.ts_s, p.ts_frac),
             "bytes": p.data.len(),
-            "verdict": verdict,
-            "counters": moved,
+            "verdict": verdict(r.verdict, &moved),
+            "counters": moved.iter().map(|c| c.name()).collect::<Vec<_>>(),
         }));
     }
     let totals: serde_json::Map<String, serde_json::Value> = Counter::ALL
@@ -182,6 +194,22 @@ mod tests {
             v.extend_from_slice(f);
         }
         v
+    }
+
+    #[test]
+    fn verdict_names() {
+        use Counter::*;
+        use rport_common::xdp_action::XDP_DROP;
+        for (xdp, moved, want) in [
+            (XDP_PASS, &[SipResponses, ResponseSteered][..], "steered"),
+            (XDP_PASS, &[SipRequests, UserspaceUnavailable], "to-daemon"),
+            (XDP_REDIRECT, &[SipRequests, ToUserspace], "to-daemon"),
+            (XDP_PASS, &[SipResponses, ResponseAlreadyCorrect], "pass"),
+            (XDP_PASS, &[], "pass"),
+            (XDP_DROP, &[], "other"),
+        ] {
+            assert_eq!(verdict(xdp, moved), want, "{xdp} {moved:?}");
+        }
     }
 
     #[test]

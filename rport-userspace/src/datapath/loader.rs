@@ -9,7 +9,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, LpmTrie, MapData, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
 use rport_common::{IfaceConf, PROGRAM_NAME, TC_PROGRAM_NAME, addr_to_16, maps, role};
@@ -221,38 +221,7 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
         .map_pin_path(maps::COUNTERS, counters_pin.as_path())
         .load(crate::XDP_OBJECT)
         .context("loading the XDP object (is the kernel built with BPF?)")?;
-    {
-        let mut ports: aya::maps::Array<&mut MapData, u8> =
-            aya::maps::Array::try_from(ebpf.map_mut(maps::SIP_PORTS).context("SIP_PORTS")?)?;
-        for p in &cfg.sip_ports {
-            ports.set(*p as u32, 1, 0)?;
-        }
-    }
-    {
-        let mut m: HashMap<&mut MapData, u32, IfaceConf> =
-            HashMap::try_from(ebpf.map_mut(maps::IFACES).context("IFACES")?)?;
-        for i in &ifaces {
-            m.insert(
-                i.index,
-                IfaceConf {
-                    slot: i.slot,
-                    role: i.role,
-                },
-                0,
-            )?;
-        }
-    }
-    {
-        let mut m: LpmTrie<&mut MapData, [u8; 16], u8> =
-            LpmTrie::try_from(ebpf.map_mut(maps::FORCE_RPORT).context("FORCE_RPORT")?)?;
-        for (addr, len) in &cfg.force_rport {
-            let bits = match addr {
-                IpAddr::V4(_) => rport_common::V4_MAPPED_PREFIX_BITS + *len as u32,
-                IpAddr::V6(_) => *len as u32,
-            };
-            m.insert(&Key::new(bits, addr_to_16(*addr)), 1, 0)?;
-        }
-    }
+    fill_config(&mut ebpf, &cfg.sip_ports, &ifaces, &cfg.force_rport)?;
     // TC first: the XDP program hands steering decisions to it (see SteerMeta), and a
     // decision with no TC program to apply it leaves the packet as it was.
     let tc: &mut SchedClassifier = ebpf
@@ -286,6 +255,68 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
         spawn_xdp_logger(&mut ebpf)?;
     }
     Ok(Loaded { ebpf, ifaces })
+}
+
+/// Fills the program's config maps: its SIP ports, its interfaces (role and XSKMAP slot),
+/// its force-rport networks. `rport run` calls it once on fresh maps; the test-run harness
+/// (`rport replay`, the fixture table, the bench) calls it and the pieces below, so both
+/// write the maps the same way.
+pub fn fill_config(
+    ebpf: &mut Ebpf,
+    sip_ports: &[u16],
+    ifaces: &[Iface],
+    force_rport: &[(IpAddr, u8)],
+) -> Result<()> {
+    set_sip_ports(ebpf, sip_ports, true)?;
+    set_ifaces(ebpf, ifaces)?;
+    add_force_rport(ebpf, force_rport)
+}
+
+/// Marks `ports` as SIP ports (`on`) or not in SIP_PORTS.
+pub fn set_sip_ports(ebpf: &mut Ebpf, ports: &[u16], on: bool) -> Result<()> {
+    let mut m: Array<&mut MapData, u8> =
+        Array::try_from(ebpf.map_mut(maps::SIP_PORTS).context("SIP_PORTS")?)?;
+    for p in ports {
+        m.set(*p as u32, on as u8, 0)?;
+    }
+    Ok(())
+}
+
+/// Declares each interface's role and XSKMAP slot in IFACES, by ifindex.
+pub fn set_ifaces(ebpf: &mut Ebpf, ifaces: &[Iface]) -> Result<()> {
+    let mut m: HashMap<&mut MapData, u32, IfaceConf> =
+        HashMap::try_from(ebpf.map_mut(maps::IFACES).context("IFACES")?)?;
+    for i in ifaces {
+        m.insert(
+            i.index,
+            IfaceConf {
+                slot: i.slot,
+                role: i.role,
+            },
+            0,
+        )?;
+    }
+    Ok(())
+}
+
+/// Adds force-rport networks (`ADDR/LEN`, IPv4 or IPv6) to FORCE_RPORT.
+pub fn add_force_rport(ebpf: &mut Ebpf, nets: &[(IpAddr, u8)]) -> Result<()> {
+    let mut m: LpmTrie<&mut MapData, [u8; 16], u8> =
+        LpmTrie::try_from(ebpf.map_mut(maps::FORCE_RPORT).context("FORCE_RPORT")?)?;
+    for (addr, len) in nets {
+        m.insert(&force_rport_key(*addr, *len), 1, 0)?;
+    }
+    Ok(())
+}
+
+/// The FORCE_RPORT key of a network: its prefix over the 16-byte map encoding of addresses
+/// (IPv4-mapped for IPv4, so an IPv4 /N is a /96+N).
+fn force_rport_key(addr: IpAddr, len: u8) -> Key<[u8; 16]> {
+    let bits = match addr {
+        IpAddr::V4(_) => rport_common::V4_MAPPED_PREFIX_BITS + len as u32,
+        IpAddr::V6(_) => len as u32,
+    };
+    Key::new(bits, addr_to_16(addr))
 }
 
 /// Parses `ADDR/LEN` (or a bare address) into a network.

@@ -21,9 +21,9 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use rport_common::role;
 use rport_tests::{
+    fixtures::{self, Datapath as _},
     load::{self, GenReport},
     ns::{Bpffs, Ns, Proc, can_run, sh, unique, veth},
-    packets::*,
     sip::{KAMAILIO_MODULES, kamailio_command, run_bounded},
     topo::{GW_INSIDE, GW_OUTSIDE, Rport},
     xdp::*,
@@ -76,73 +76,52 @@ fn xdp(quick: bool) -> Result<()> {
     if !can_load_bpf("bench xdp") {
         return Ok(());
     }
-    let _ns = aya::test_helpers::NetNsGuard::new()?;
-    let mut h = XdpHarness::load()?;
     let repeat = if quick { 20_000 } else { 1_000_000 };
-    let via = "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-bench;rport";
-    let register = udp4(NAT_V4, NAT_PORT, SERVER_V4, 5060, &register(via));
-    let far = udp4(
-        NAT_V4,
-        NAT_PORT,
-        SERVER_V4,
-        5060,
-        &rport_tests::packets::register(&format!("X-Pad: {}\r\n{via}", "p".repeat(1060))),
-    );
-    let resp_via =
-        "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-bench;received=203.0.113.1;rport=32415";
-    let resp_ok = udp4(SERVER_V4, 5060, NAT_V4, NAT_PORT, &ok_response(resp_via));
-    let resp_legacy = udp4(SERVER_V4, 5060, PHONE_V4, 5060, &ok_response(resp_via));
-    let dns = udp4(
-        NAT_V4,
-        40000,
-        SERVER_V4,
-        53,
-        &[0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0],
-    );
-    let noise = udp4(NAT_V4, 40001, SERVER_V4, 443, &[0x17; 1400]);
-    h.set_role(role::OUTSIDE)?;
-    h.run(&register)?; // the binding the responses find
-    let mut rows = Vec::new();
-    for (name, frame, r) in [
-        (
-            "REGISTER, Via first (;rport, private sent-by)",
-            &register,
-            role::OUTSIDE,
-        ),
-        ("REGISTER, Via 1,100 bytes in", &far, role::OUTSIDE),
-        (
-            "200 OK to the NAT mapping (already correct)",
-            &resp_ok,
-            role::INSIDE,
-        ),
-        (
-            "200 OK to the private sent-by (steered)",
-            &resp_legacy,
-            role::INSIDE,
-        ),
-        ("non-SIP UDP (DNS)", &dns, role::OUTSIDE),
-    ] {
-        h.set_role(r)?;
-        // Best of three runs: the figure least disturbed by the other tenants.
-        let ns = (0..3)
-            .map(|_| h.run_repeat(frame, repeat).map(|x| x.duration_ns))
-            .collect::<Result<Vec<_>>>()?;
-        // The same packet once per syscall, with a 1,400-byte non-SIP packet run in between:
-        // closer to a gateway, where the program rarely sees the same packet twice in a
-        // row (caches and branch predictors not trained on it). Median of the runs.
-        let mut single = Vec::new();
-        for _ in 0..if quick { 200 } else { 2000 } {
-            h.run(&noise)?;
-            single.push(h.run(frame)?.duration_ns);
+    let singles = if quick { 200 } else { 2000 };
+    // The rows of the fixture table that carry a bench label, each from its own prior
+    // state (a response after the request that leaves its binding), arriving where the
+    // table says (a device of its role, its rx queue).
+    let rows = with_bed(move |bed| {
+        let table = fixtures::table();
+        let noise = table
+            .iter()
+            .find(|f| f.name == fixtures::NON_SIP_1400)
+            .context("the 1,400-byte non-SIP row")?;
+        let noise_at = bed.ingress(noise.role, noise.rx_queue);
+        let mut rows = Vec::new();
+        for f in &table {
+            let Some(label) = f.bench else { continue };
+            bed.reset(&f.prior)?;
+            for r in &f.prior.requests {
+                bed.run(r, role::OUTSIDE, 0)?;
+            }
+            let at = bed.ingress(f.role, f.rx_queue);
+            // Best of three runs: the figure least disturbed by the other tenants.
+            let ns = (0..3)
+                .map(|_| {
+                    bed.h
+                        .run_repeat(&f.frame, Some(at), repeat)
+                        .map(|x| x.duration_ns)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // The same packet once per syscall, with a 1,400-byte non-SIP packet run in
+            // between: closer to a gateway, where the program rarely sees the same packet
+            // twice in a row (caches and branch predictors not trained on it). Median.
+            let mut single = Vec::new();
+            for _ in 0..singles {
+                bed.h.run_on(&noise.frame, noise_at)?;
+                single.push(bed.h.run_on(&f.frame, at)?.duration_ns);
+            }
+            single.sort_unstable();
+            rows.push((
+                label,
+                f.frame.len(),
+                *ns.iter().min().unwrap(),
+                single[single.len() / 2],
+            ));
         }
-        single.sort_unstable();
-        rows.push((
-            name,
-            frame.len(),
-            *ns.iter().min().unwrap(),
-            single[single.len() / 2],
-        ));
-    }
+        Ok(rows)
+    })?;
     println!("\n### XDP program, BPF_PROG_TEST_RUN\n");
     println!(
         "| packet | bytes | ns/packet, {repeat} runs in a row (best of 3) | ns/packet, one run at a time between others (median) |\n|---|---:|---:|---:|"
