@@ -86,9 +86,30 @@
 //! # Fit for the BPF verifier
 //!
 //! No heap, no recursion, no u128, no division, only loops of constant count (they
-//! unroll), no index that is not a constant or masked; the hex decoder has no branch per
-//! digit (arithmetic masks, one validity check per tag). Everything the XDP program calls
-//! is `#[inline(always)]`: [`verify`] has more arguments than a BPF call can pass.
+//! unroll), no index that is not a constant or masked. The hex decoder has no branch per
+//! digit: SWAR over eight characters with 32-bit constants (BPF immediates), validity as a
+//! mask, one check per tag, and 8-byte loads from an aligned [`TagText`].
+//!
+//! The stack is what binds (512 bytes for the whole call chain): fully inlined, LLVM
+//! interleaves the eight words of the decoder and the SipHash rounds and spills them all,
+//! over 300 bytes in one frame. So on BPF (and only there) four functions are
+//! subprograms of their own, called one after the other, with frames measured on the
+//! verified object: `decode_into` 64 bytes (it calls `hex8`, 0 bytes, once per word),
+//! [`mac`] 72 bytes (it calls [`siphash24_words`], 8 bytes). Below its own frame, which
+//! holds the [`TagText`] (64) and the [`Tag`] (40), a caller needs 128 bytes more as the
+//! verifier counts (each frame rounded up to 32). [`verify`] is
+//! `#[inline(always)]` (it has more arguments than a BPF call can pass) and small. Code:
+//! about 680 instructions in all (`decode_into` 170, `hex8` 63, `mac` 134, SipHash 309).
+//!
+//! Two traps for the caller, both met while verifying this code from the XDP program:
+//! - No BPF subprogram may return `Option<Tag>` (or any enum with a niche-filled payload):
+//!   its BTF is a union with a member at a nonzero offset, the kernel refuses the object's
+//!   BTF, aya loads the program without it, and the `bpf_loop` callback then fails with
+//!   "missing btf func_info". Hence [`decode_text`] is inline and writes through a pointer.
+//! - A mask the verifier needs can vanish when LLVM proves it redundant: had `decode_into`
+//!   been inlined into [`verify`], LLVM would know `key_id < 8` from the family check and
+//!   drop the `& 7` of [`TagKeys::accepted`], and the verifier, which cannot follow that
+//!   proof, would see an index up to 15 ("invalid access to map value").
 
 /// Name of the Via (and Contact URI) parameter that carries a tag.
 pub const PARAM: &[u8] = b"rport-tag";
@@ -211,7 +232,8 @@ impl TagKeys {
         (k.valid == 1 && k.id as u32 == self.current).then_some(k)
     }
 
-    /// The key a tag names, if it is accepted.
+    /// The key a tag names, if it is accepted. The index is masked for the verifier (see
+    /// "Fit for the BPF verifier" on why that mask must reach it).
     #[inline(always)]
     pub fn accepted(&self, key_id: u8) -> Option<&TagKey> {
         let k = &self.slots[key_id as usize & (KEY_SLOTS - 1)];
@@ -224,22 +246,25 @@ impl TagKeys {
 }
 
 /// A tag, decoded (or about to be encoded).
+///
+/// `repr(C)` with the address first: 8-aligned, so the MAC message loads it as two words.
+#[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tag {
-    /// Key id (0..7).
-    pub key_id: u8,
-    /// The `K` digit's IPv6 bit.
-    pub v6: bool,
-    /// [`KIND_VIA`] or [`KIND_CONTACT`].
-    pub kind: u8,
-    /// TAI seconds >> [`TS_SHIFT`].
-    pub ts: u32,
     /// Target address (IPv4-mapped for IPv4).
     pub addr: [u8; 16],
-    /// Target port.
-    pub port: u16,
     /// SipHash-2-4 of [`message`].
     pub mac: u64,
+    /// TAI seconds >> [`TS_SHIFT`].
+    pub ts: u32,
+    /// Target port.
+    pub port: u16,
+    /// Key id (0..7).
+    pub key_id: u8,
+    /// [`KIND_VIA`] or [`KIND_CONTACT`].
+    pub kind: u8,
+    /// The `K` digit's IPv6 bit.
+    pub v6: bool,
 }
 
 impl Tag {
@@ -265,7 +290,7 @@ impl Tag {
         server_port: u16,
         tkey: u64,
     ) -> Tag {
-        self.mac = siphash24_words(key, &message(&self, server_addr, server_port, tkey));
+        self.mac = mac(key, &self, server_addr, server_port, tkey);
         self
     }
 
@@ -300,6 +325,16 @@ pub enum TagCheck {
 }
 
 const TKEY_MASK: u64 = 0x00ff_ffff_ffff_ffff;
+
+/// The MAC of `tag` (its `mac` field aside) for messages from `server_addr:server_port`
+/// in transaction `tkey`.
+///
+/// A BPF subprogram of its own (see "Fit for the BPF verifier" above); inlined elsewhere.
+#[cfg_attr(target_arch = "bpf", inline(never))]
+#[cfg_attr(not(target_arch = "bpf"), inline)]
+pub fn mac(key: &[u8; 16], tag: &Tag, server_addr: &[u8; 16], server_port: u16, tkey: u64) -> u64 {
+    siphash24_words(key, &message(tag, server_addr, server_port, tkey))
+}
 
 /// The 48-byte MAC message as six little-endian words (layout in the module doc).
 #[inline(always)]
@@ -356,7 +391,7 @@ pub fn verify(
     if made > now_tai_s.saturating_add(max_future_s as u64) || now_tai_s > made + max_age_s as u64 {
         return TagCheck::Expired;
     }
-    if siphash24_words(&k.key, &message(tag, server_addr, server_port, tkey)) != tag.mac {
+    if mac(&k.key, tag, server_addr, server_port, tkey) != tag.mac {
         return TagCheck::BadMac;
     }
     TagCheck::Valid
@@ -428,7 +463,10 @@ impl Sip {
 
 /// SipHash-2-4 of a 48-byte message given as six little-endian words: the tag's MAC.
 /// Equal to [`siphash24`] over the 48 bytes.
-#[inline(always)]
+///
+/// A BPF subprogram of its own (see "Fit for the BPF verifier" above); inlined elsewhere.
+#[cfg_attr(target_arch = "bpf", inline(never))]
+#[cfg_attr(not(target_arch = "bpf"), inline)]
 pub fn siphash24_words(key: &[u8; 16], m: &[u64; 6]) -> u64 {
     let mut s = Sip::new(key);
     let mut i = 0;
@@ -458,84 +496,170 @@ pub fn siphash24(key: &[u8; 16], data: &[u8]) -> u64 {
 
 // ---- hex ---------------------------------------------------------------------------------
 
-/// Value of one lowercase hex digit and 1 if it is one (else 0), without a branch: the
-/// masks come from the borrow of a subtraction (as in libsodium's `sodium_hex2bin`).
+/// Four lowercase hex digits at once (SWAR: one byte lane per digit, the first digit in
+/// the top lane): their value, and a mask that is 0 only if all four are digits. No
+/// branch, no table; 32-bit constants, which BPF instructions carry as immediates, where
+/// 64-bit ones would each hold a register and push the decoder's values onto the stack.
+///
+/// Each test adds a per-lane constant below 0x80 to lanes below 0x80, so no carry crosses
+/// a lane, and bit 7 of a lane says "at least k". A lane with bit 7 set makes the mask
+/// nonzero by itself; its carries can spoil other lanes, which no longer matter.
 #[inline(always)]
-fn nibble(c: u8) -> (u64, u32) {
-    let c = c as u32;
-    let num = c ^ 0x30; // '0'..='9' -> 0..=9
-    let num_ok = (num.wrapping_sub(10) >> 8) & 1; // num < 10
-    let alpha = c.wrapping_sub(0x57); // 'a'..='f' -> 10..=15
-    let alpha_ok = ((alpha.wrapping_sub(10) ^ alpha.wrapping_sub(16)) >> 8) & 1; // 10 <= alpha < 16
-    let v = (num & num_ok.wrapping_neg()) | (alpha & alpha_ok.wrapping_neg());
-    ((v & 0xf) as u64, num_ok | alpha_ok)
+fn hex4(x: u32) -> (u32, u32) {
+    const L01: u32 = 0x0101_0101;
+    const L80: u32 = 0x8080_8080;
+    let ge_0 = x.wrapping_add(L01 * (0x80 - 0x30)); // c >= '0'
+    let gt_9 = x.wrapping_add(L01 * (0x80 - 0x3a)); // c > '9'
+    let ge_a = x.wrapping_add(L01 * (0x80 - 0x61)); // c >= 'a'
+    let gt_f = x.wrapping_add(L01 * (0x80 - 0x67)); // c > 'f'
+    let digit = ge_0 & !gt_9;
+    let alpha = ge_a & !gt_f & L80;
+    let bad = (x & L80) | ((digit | alpha) & L80 ^ L80);
+    // '0'..'9' are 0x30..0x39, 'a'..'f' 0x61..0x66: the low nibble, plus 9 for a letter.
+    let mut v = (x & (L01 * 0x0f)) + (alpha >> 7) * 9;
+    // Pack the four nibbles, top lane first: pairs into bytes, bytes into a u16.
+    v = (v | v >> 4) & 0x00ff_00ff;
+    v = (v | v >> 8) & 0x0000_ffff;
+    (v, bad)
 }
 
-/// `digits` (at most 16) hex digits from `s[start..]`, big-endian; clears `ok` on a bad
-/// digit. Constant arguments at every call, so it unrolls into straight-line code.
-#[inline(always)]
-fn hex_field<const N: usize>(s: &[u8; N], start: usize, digits: usize, ok: &mut u32) -> u64 {
-    let mut v = 0u64;
-    let mut i = 0;
-    while i < digits {
-        // Out of range reads as 0, not a hex digit (never happens: constants fit).
-        let c = match s.get(start + i) {
-            Some(c) => *c,
-            None => 0,
-        };
-        let (d, good) = nibble(c);
-        v = v << 4 | d;
-        *ok &= good;
-        i += 1;
+/// Eight digits (a big-endian word of characters): their value in the low 32 bits, and in
+/// the high 32 a mask that is 0 only if all eight are digits (one register: what a BPF
+/// call returns).
+///
+/// A BPF subprogram: called once per word, it keeps LLVM from interleaving the eight
+/// words' arithmetic, which needs more than BPF's ten registers and spills 200 bytes.
+#[cfg_attr(target_arch = "bpf", inline(never))]
+#[cfg_attr(not(target_arch = "bpf"), inline(always))]
+fn hex8(x: u64) -> u64 {
+    let (hi, bad_hi) = hex4((x >> 32) as u32);
+    let (lo, bad_lo) = hex4(x as u32);
+    ((bad_hi | bad_lo) as u64) << 32 | (hi << 16 | lo) as u64
+}
+
+/// A tag value as the XDP program reads it from the packet: up to 64 characters in an
+/// 8-aligned buffer, so [`decode_text`] loads whole words (one load and one byte swap per
+/// eight digits) instead of single bytes. Bytes past the value's length are ignored.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct TagText {
+    words: [u64; BUF_LEN / 8],
+}
+
+impl TagText {
+    /// The characters, to fill (from the packet, or from a slice).
+    #[inline(always)]
+    pub fn bytes_mut(&mut self) -> &mut [u8; BUF_LEN] {
+        // SAFETY: [u64; 8] and [u8; 64] have the same size, every bit pattern is valid for
+        // both, and u8's alignment is 1.
+        unsafe { &mut *(self.words.as_mut_ptr() as *mut [u8; BUF_LEN]) }
     }
-    v
 }
 
 /// Parses a tag value: exactly [`V4_LEN`] or [`V6_LEN`] lowercase hex digits, the `K`
-/// digit's family matching the length. Anything else is `None`.
-#[inline(always)]
+/// digit's family matching the length. Anything else is `None`. For the host side; the
+/// XDP program fills a [`TagText`] and calls [`decode_text`].
 pub fn decode(s: &[u8]) -> Option<Tag> {
-    if let Ok(a) = <&[u8; V4_LEN]>::try_from(s) {
-        decode_fixed(a)
-    } else if let Ok(a) = <&[u8; V6_LEN]>::try_from(s) {
-        decode_fixed(a)
+    let mut t = TagText::default();
+    t.bytes_mut().get_mut(..s.len())?.copy_from_slice(s);
+    decode_text(&t, s.len())
+}
+
+/// Two pad characters that are hex, in place of the last two of a big-endian word: the 38
+/// and 62 digits of a tag both end six digits into their last word.
+#[inline(always)]
+fn pad_last(w: u64) -> u64 {
+    (w & !0xffff) | 0x3030
+}
+
+/// [`decode`] of the first `len` characters of `t`.
+#[inline(always)]
+pub fn decode_text(t: &TagText, len: usize) -> Option<Tag> {
+    let mut tag = Tag {
+        addr: [0; 16],
+        mac: 0,
+        ts: 0,
+        port: 0,
+        key_id: 0,
+        kind: 0,
+        v6: false,
+    };
+    if decode_into(t, len, &mut tag) {
+        Some(tag)
     } else {
         None
     }
 }
 
-#[inline(always)]
-fn decode_fixed<const N: usize>(s: &[u8; N]) -> Option<Tag> {
-    let v6 = N == V6_LEN;
-    let mut ok = 1u32;
-    let head = hex_field(s, 0, 2, &mut ok) as u8;
-    let ts = hex_field(s, 2, 8, &mut ok) as u32;
-    let mut addr = [0u8; 16];
-    if v6 {
-        let hi = hex_field(s, 10, 16, &mut ok);
-        let lo = hex_field(s, 26, 16, &mut ok);
-        addr[..8].copy_from_slice(&hi.to_be_bytes());
-        addr[8..].copy_from_slice(&lo.to_be_bytes());
+/// [`decode_text`] into `out`, true if it is a tag.
+///
+/// One path for both families: the words are decoded eight digits at a time, validity
+/// is a mask, and the family only picks which words hold the port and the MAC. In bytes
+/// (two digits each), word `i` holds bytes `4i..4i+4`: the head is byte 0, TS bytes 1..5,
+/// the address 5..9 or 5..21, then PORT (2) and MAC (8).
+///
+/// A BPF subprogram of its own (see "Fit for the BPF verifier" above); inlined elsewhere.
+/// It writes through a pointer rather than returning `Option<Tag>`: the BTF of that
+/// niche-filled enum is a union with a member at a nonzero offset, which the kernel
+/// refuses, and a program whose BTF is refused loads without it, losing the func_info
+/// that `bpf_loop` callbacks need ("missing btf func_info").
+#[cfg_attr(target_arch = "bpf", inline(never))]
+#[cfg_attr(not(target_arch = "bpf"), inline)]
+fn decode_into(t: &TagText, len: usize, out: &mut Tag) -> bool {
+    let v6 = len == V6_LEN;
+    if !v6 && len != V4_LEN {
+        return false;
+    }
+    let w = &t.words;
+    let w4 = u64::from_be(w[4]);
+    let w4 = if v6 { w4 } else { pad_last(w4) };
+    // Each: the value in the low half, a nonzero high half for a non-digit.
+    let d0 = hex8(u64::from_be(w[0]));
+    let d1 = hex8(u64::from_be(w[1]));
+    let d2 = hex8(u64::from_be(w[2]));
+    let d3 = hex8(u64::from_be(w[3]));
+    let d4 = hex8(w4);
+    let (d5, d6, d7) = if v6 {
+        (
+            hex8(u64::from_be(w[5])),
+            hex8(u64::from_be(w[6])),
+            hex8(pad_last(u64::from_be(w[7]))),
+        )
     } else {
-        let a = hex_field(s, 10, 8, &mut ok) as u32;
+        (0, 0, 0)
+    };
+    let bad = (d0 | d1 | d2 | d3 | d4 | d5 | d6 | d7) >> 32;
+    let (c0, c1, c2, c3) = (d0 as u32, d1 as u32, d2 as u32, d3 as u32);
+    let (c4, c5, c6, c7) = (d4 as u32, d5 as u32, d6 as u32, d7 as u32);
+    let head = (c0 >> 24) as u8;
+    if bad != 0 || (head & 0x80 != 0) != v6 {
+        return false;
+    }
+    // Bytes 4i+1..4i+5: straddle words i and i+1.
+    let mid = |a: u32, b: u32| (a << 8 | b >> 24).to_be_bytes();
+    let mut addr = [0u8; 16];
+    let (p, m1, m2) = if v6 {
+        addr[..4].copy_from_slice(&mid(c1, c2));
+        addr[4..8].copy_from_slice(&mid(c2, c3));
+        addr[8..12].copy_from_slice(&mid(c3, c4));
+        addr[12..].copy_from_slice(&mid(c4, c5));
+        (c5, c6, c7)
+    } else {
         addr[10] = 0xff;
         addr[11] = 0xff;
-        addr[12..].copy_from_slice(&a.to_be_bytes());
-    }
-    let port = hex_field(s, N - 20, 4, &mut ok) as u16;
-    let mac = hex_field(s, N - 16, 16, &mut ok);
-    if ok == 0 || (head & 0x80 != 0) != v6 {
-        return None;
-    }
-    Some(Tag {
+        addr[12..].copy_from_slice(&mid(c1, c2));
+        (c2, c3, c4)
+    };
+    *out = Tag {
         key_id: (head >> 4) & 7,
         v6,
         kind: head & 0xf,
-        ts,
+        ts: c0 << 8 | c1 >> 24,
         addr,
-        port,
-        mac,
-    })
+        port: (p >> 8) as u16,
+        mac: ((p & 0xff) as u64) << 56 | (m1 as u64) << 24 | (m2 >> 8) as u64,
+    };
+    true
 }
 
 /// A tag value in a fixed buffer.
@@ -762,18 +886,77 @@ mod tests {
         }
     }
 
+    /// One digit the slow way: the reference for [`hex8`].
+    fn digit(c: u8) -> Option<u32> {
+        match c {
+            b'0'..=b'9' => Some((c - b'0') as u32),
+            b'a'..=b'f' => Some((c - b'a' + 10) as u32),
+            _ => None,
+        }
+    }
+
+    fn split(d: u64) -> (u32, u32) {
+        (d as u32, (d >> 32) as u32)
+    }
+
+    fn hex8_reference(w: [u8; 8]) -> (u32, bool) {
+        let mut v = 0;
+        for c in w {
+            match digit(c) {
+                Some(d) => v = v << 4 | d,
+                None => return (0, false),
+            }
+        }
+        (v, true)
+    }
+
     #[test]
-    fn nibble_accepts_exactly_lowercase_hex() {
-        for c in 0..=255u8 {
-            let want = match c {
-                b'0'..=b'9' => Some(c - b'0'),
-                b'a'..=b'f' => Some(c - b'a' + 10),
-                _ => None,
-            };
-            let (v, ok) = nibble(c);
-            match want {
-                Some(w) => assert_eq!((v, ok), (w as u64, 1), "byte {c:#04x}"),
-                None => assert_eq!(ok, 0, "byte {c:#04x}"),
+    fn hex8_accepts_exactly_lowercase_hex_in_every_lane() {
+        let base = *b"0123abcd";
+        for lane in 0..8 {
+            for c in 0..=255u8 {
+                let mut w = base;
+                w[lane] = c;
+                let (v, bad) = split(hex8(u64::from_be_bytes(w)));
+                let (want, want_ok) = hex8_reference(w);
+                assert_eq!(bad == 0, want_ok, "lane {lane} byte {c:#04x}");
+                let ok = bad == 0;
+                if ok {
+                    assert_eq!(v, want, "lane {lane} byte {c:#04x}");
+                }
+            }
+        }
+        assert_eq!(
+            split(hex8(u64::from_be_bytes(*b"0123abcd"))),
+            (0x0123_abcd, 0)
+        );
+        assert_eq!(
+            split(hex8(u64::from_be_bytes(*b"ffffffff"))),
+            (0xffff_ffff, 0)
+        );
+        assert_eq!(split(hex8(u64::from_be_bytes(*b"00000000"))), (0, 0));
+        // Two bad lanes whose carries could cancel out, and all-0xff.
+        assert_ne!(split(hex8(u64::from_be_bytes(*b"\xff\x7f01abcd"))).1, 0);
+        assert_ne!(split(hex8(u64::MAX)).1, 0);
+    }
+
+    proptest! {
+        #[test]
+        fn hex8_matches_the_slow_way(w: [u8; 8], pick in proptest::collection::vec(0usize..22, 8)) {
+            // Half the lanes from the hex alphabet (plus neighbours), so valid words occur.
+            const NEAR: &[u8; 22] = b"0123456789abcdef/:`gAF";
+            let mut w = w;
+            for (i, p) in pick.iter().enumerate() {
+                if i % 2 == 0 || w[i] & 1 == 0 {
+                    w[i] = NEAR[*p];
+                }
+            }
+            let (v, bad) = split(hex8(u64::from_be_bytes(w)));
+            let (want, want_ok) = hex8_reference(w);
+            let ok = bad == 0;
+            prop_assert_eq!(ok, want_ok);
+            if ok {
+                prop_assert_eq!(v, want);
             }
         }
     }
@@ -878,6 +1061,28 @@ mod tests {
             s[pos] = c;
             prop_assert_eq!(decode(&s), None);
         }
+    }
+
+    #[test]
+    fn decode_text_reads_only_len_characters() {
+        for v6 in [false, true] {
+            let t = sample_tag(v6).sign(&KEY, &SERVER, 5060, TKEY);
+            let e = encode(&t);
+            let mut text = TagText::default();
+            text.bytes_mut().fill(b'Z'); // not hex: must never be looked at
+            text.bytes_mut()[..e.len()].copy_from_slice(e.as_bytes());
+            assert_eq!(decode_text(&text, e.len()), Some(t));
+            // The same characters under any other length are refused.
+            for len in 0..=BUF_LEN {
+                if len != e.len() {
+                    assert_eq!(decode_text(&text, len), None, "v6 {v6} len {len}");
+                }
+            }
+            assert_eq!(decode_text(&text, usize::MAX), None);
+        }
+        // Longer than the buffer: refused, not a panic.
+        assert_eq!(decode(&[b'0'; BUF_LEN + 1]), None);
+        assert_eq!(decode(&[b'0'; 1000]), None);
     }
 
     #[test]
