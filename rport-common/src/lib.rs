@@ -7,6 +7,7 @@
 
 pub mod counters;
 pub mod hash;
+pub mod tag;
 
 pub use counters::Counter;
 
@@ -24,6 +25,8 @@ pub mod maps {
     pub const XSKS: &str = "XSKS";
     /// `LpmTrie<[u8; 16], u8>`: sources treated as if they had sent `;rport` (force-rport).
     pub const FORCE_RPORT: &str = "FORCE_RPORT";
+    /// `Array<tag::TagKeys>`, one entry (index 0): the steering-tag keys and age limits.
+    pub const TAG_KEYS: &str = "TAG_KEYS";
 }
 
 /// Name of the XDP program in the object file.
@@ -212,10 +215,13 @@ pub const V4_MAPPED_PREFIX_BITS: u32 = 96;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all three are repr(C), integers and byte arrays only, no padding (see the
-    // layout tests below), so every bit pattern is valid.
+    // SAFETY: all are repr(C), integers and byte arrays only, no padding (see the layout
+    // tests below), so every bit pattern is valid.
     unsafe impl aya::Pod for super::Binding {}
     unsafe impl aya::Pod for super::IfaceConf {}
+    unsafe impl aya::Pod for super::tag::TagKey {}
+    unsafe impl aya::Pod for super::tag::TagConf {}
+    unsafe impl aya::Pod for super::tag::TagKeys {}
 }
 
 #[cfg(test)]
@@ -258,6 +264,59 @@ mod tests {
     fn iface_conf_layout_is_pinned() {
         assert_eq!(size_of::<IfaceConf>(), 8);
         assert_eq!(offset_of!(IfaceConf, role), 4);
+    }
+
+    #[test]
+    fn tag_keys_layout_is_pinned() {
+        use tag::{TagConf, TagKey, TagKeys};
+        assert_eq!(size_of::<TagKey>(), 32);
+        assert_eq!(offset_of!(TagKey, key), 0);
+        assert_eq!(offset_of!(TagKey, created_tai_s), 16);
+        assert_eq!(offset_of!(TagKey, id), 24);
+        assert_eq!(offset_of!(TagKey, valid), 25);
+        assert_eq!(offset_of!(TagKey, _pad), 26);
+        assert_eq!(core::mem::align_of::<TagKey>(), 8);
+        assert_eq!(size_of::<TagConf>(), 16);
+        assert_eq!(offset_of!(TagConf, max_age_via_s), 0);
+        assert_eq!(offset_of!(TagConf, max_age_contact_s), 4);
+        assert_eq!(offset_of!(TagConf, max_future_s), 8);
+        assert_eq!(offset_of!(TagConf, _pad), 12);
+        assert_eq!(size_of::<TagKeys>(), 24 + 8 * 32);
+        assert_eq!(offset_of!(TagKeys, conf), 0);
+        assert_eq!(offset_of!(TagKeys, current), 16);
+        assert_eq!(offset_of!(TagKeys, _pad), 20);
+        assert_eq!(offset_of!(TagKeys, slots), 24);
+        assert_eq!(core::mem::align_of::<TagKeys>(), 8);
+    }
+
+    #[test]
+    fn tag_keys_round_trip_through_bytes() {
+        let mut k = tag::TagKeys {
+            conf: tag::TagConf::DEFAULT,
+            current: 5,
+            ..Default::default()
+        };
+        k.slots[5] = tag::TagKey {
+            key: [0x5a; 16],
+            created_tai_s: 0x0102_0304_0506_0708,
+            id: 5,
+            valid: 1,
+            _pad: [0; 6],
+        };
+        // SAFETY: TagKeys is repr(C) plain data, as the kernel sees a map value.
+        let bytes: [u8; 280] = unsafe { core::mem::transmute(k) };
+        let back: tag::TagKeys = unsafe { core::mem::transmute(bytes) };
+        assert_eq!(k, back);
+        assert_eq!(&bytes[0..4], &tag::defaults::MAX_AGE_VIA_S.to_ne_bytes());
+        assert_eq!(&bytes[16..20], &5u32.to_ne_bytes());
+        let slot = 24 + 5 * 32;
+        assert_eq!(&bytes[slot..slot + 16], &[0x5a; 16]);
+        assert_eq!(
+            &bytes[slot + 16..slot + 24],
+            &0x0102_0304_0506_0708u64.to_ne_bytes()
+        );
+        assert_eq!(bytes[slot + 24], 5);
+        assert_eq!(bytes[slot + 25], 1);
     }
 
     #[test]

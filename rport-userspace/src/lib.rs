@@ -29,6 +29,7 @@ pub mod datapath {
     pub mod afxdp;
     pub mod forward;
     pub mod inject;
+    pub mod keys;
     pub mod loader;
     pub mod testrun;
 }

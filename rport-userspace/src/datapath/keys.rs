@@ -1,0 +1,482 @@
+//! Steering-tag keys on the userspace side: made, stored in a file, rotated. Never logged.
+//!
+//! The XDP program checks tags against the `TAG_KEYS` map ([`TagKeys`], see
+//! `rport_common::tag`); this module makes the keys and decides what goes in it. A key
+//! file holds one key as 32 hex digits and a newline, readable by its owner only:
+//! gateways that share a key file (and synchronized TAI clocks) accept each other's tags.
+//! Rotation is pure: [`rotate`] turns the map value into the next one, where the new key
+//! makes the tags and the previous one is still accepted, so no live tag breaks.
+use std::{
+    fmt,
+    fs::{self, File, OpenOptions},
+    io::{Read as _, Write as _},
+    os::unix::fs::{MetadataExt as _, OpenOptionsExt as _},
+    path::Path,
+};
+
+use anyhow::{Context as _, Result, bail};
+use rport_common::tag::{KEY_SLOTS, TagKey, TagKeys};
+
+/// A tag key. Its Debug shows no byte of it; it is never logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key([u8; 16]);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+impl Key {
+    /// A new random key from the kernel's CSPRNG (`getrandom(2)`).
+    pub fn generate() -> Result<Key> {
+        let mut k = [0u8; 16];
+        let mut done = 0;
+        while done < k.len() {
+            // SAFETY: writes at most `k.len() - done` bytes into `k` from `done` on.
+            let n = unsafe {
+                libc::getrandom(
+                    k[done..].as_mut_ptr() as *mut libc::c_void,
+                    k.len() - done,
+                    0,
+                )
+            };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e).context("getrandom for a tag key");
+            }
+            done += n as usize;
+        }
+        Ok(Key(k))
+    }
+
+    /// A key from its bytes.
+    pub fn from_bytes(b: [u8; 16]) -> Key {
+        Key(b)
+    }
+
+    /// The key's bytes (for the map and for signing).
+    pub fn bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// The key file's text: 32 lowercase hex digits and a newline.
+    fn file_text(&self) -> String {
+        let mut s = String::with_capacity(33);
+        for b in self.0 {
+            s.push_str(&format!("{b:02x}"));
+        }
+        s.push('\n');
+        s
+    }
+
+    /// Parses a key file's text: 32 hex digits, then an optional newline. The error never
+    /// quotes the text (it may be a key).
+    fn parse(text: &[u8]) -> Option<Key> {
+        let t = text.strip_suffix(b"\n").unwrap_or(text);
+        if t.len() != 32 {
+            return None;
+        }
+        let mut k = [0u8; 16];
+        for (i, pair) in t.chunks_exact(2).enumerate() {
+            let hi = (pair[0] as char).to_digit(16)?;
+            let lo = (pair[1] as char).to_digit(16)?;
+            k[i] = (hi << 4 | lo) as u8;
+        }
+        Some(Key(k))
+    }
+}
+
+/// Reads a key file. Refuses one that group or others may access (the key would let them
+/// forge tags, or replace it), one that is not a regular file, and bad contents.
+pub fn load(path: &Path) -> Result<Key> {
+    let f = File::open(path).with_context(|| format!("tag key file {}", path.display()))?;
+    // The mode of the file opened, not of whatever the path names a moment later.
+    let meta = f
+        .metadata()
+        .with_context(|| format!("tag key file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("tag key file {} is not a regular file", path.display());
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "tag key file {} has mode {mode:04o}: group or others can access it (chmod 600 {})",
+            path.display(),
+            path.display()
+        );
+    }
+    let mut text = Vec::with_capacity(34);
+    // One byte more than a valid file has, to tell "too long" without reading a huge one.
+    f.take(34)
+        .read_to_end(&mut text)
+        .with_context(|| format!("tag key file {}", path.display()))?;
+    Key::parse(&text).with_context(|| {
+        format!(
+            "tag key file {}: expected 32 hex digits and a newline",
+            path.display()
+        )
+    })
+}
+
+/// Writes a key file with mode 0600, replacing any old one at once (a new file renamed
+/// over it: a reader never sees half a key).
+pub fn store(path: &Path, key: &Key) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = Path::new(&tmp);
+    // A leftover from an interrupted store: ours to remove.
+    let _ = fs::remove_file(tmp);
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)?;
+        f.write_all(key.file_text().as_bytes())?;
+        f.sync_all()?;
+        fs::rename(tmp, path)
+    };
+    write().with_context(|| format!("tag key file {}", path.display()))
+}
+
+/// Reads the key file, or makes a new key and stores it there when there is none.
+pub fn load_or_generate(path: &Path) -> Result<Key> {
+    if path.exists() {
+        return load(path);
+    }
+    let k = Key::generate()?;
+    store(path, &k)?;
+    Ok(k)
+}
+
+/// The key id a rotation gives the next key: the one after the current id.
+pub fn next_id(keys: &TagKeys) -> u8 {
+    ((keys.current + 1) % KEY_SLOTS as u32) as u8
+}
+
+/// The map value after a rotation to `key` at `now_tai_s`: `key` gets [`next_id`] and
+/// becomes the current key, the current one stays accepted as the previous, every other
+/// slot is emptied (key bytes zeroed). Rotating to the key already current changes
+/// nothing, so reloading an unchanged key file keeps the previous key.
+pub fn rotate(keys: &TagKeys, key: &Key, now_tai_s: u64) -> TagKeys {
+    let current = keys.current_key().copied();
+    if current.is_some_and(|c| c.key == key.0) {
+        return *keys;
+    }
+    let id = next_id(keys);
+    let mut out = *keys;
+    for (i, slot) in out.slots.iter_mut().enumerate() {
+        let keep = current.is_some_and(|c| c.id as usize == i);
+        if !keep {
+            *slot = TagKey {
+                id: i as u8,
+                ..TagKey::default()
+            };
+        }
+    }
+    out.slots[id as usize] = TagKey {
+        key: key.0,
+        created_tai_s: now_tai_s,
+        id,
+        valid: 1,
+        _pad: [0; 6],
+    };
+    out.current = id as u32;
+    out
+}
+
+/// The map value without the previous key: once every tag it made is past its age limit
+/// (the longest of the kinds), keeping it only widens what a stolen old key could do.
+pub fn retire_previous(keys: &TagKeys) -> TagKeys {
+    let mut out = *keys;
+    for (i, slot) in out.slots.iter_mut().enumerate() {
+        if i as u32 != keys.current {
+            *slot = TagKey {
+                id: i as u8,
+                ..TagKey::default()
+            };
+        }
+    }
+    out
+}
+
+/// TAI seconds now (`CLOCK_TAI`), the clock tags are stamped with.
+pub fn tai_now_s() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes one timespec; CLOCK_TAI exists since Linux 3.10.
+    unsafe { libc::clock_gettime(libc::CLOCK_TAI, &mut ts) };
+    ts.tv_sec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rport_common::tag::{self, TagCheck, TagConf};
+    use std::{os::unix::fs::PermissionsExt as _, path::PathBuf};
+
+    /// A directory of its own, removed on drop (also when the test fails).
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let p = std::env::temp_dir().join(format!("rport-keys-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir(&p).unwrap();
+            TempDir(p)
+        }
+        fn file(&self, name: &str, text: &[u8], mode: u32) -> PathBuf {
+            let p = self.0.join(name);
+            fs::write(&p, text).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            p
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const K1: [u8; 16] = [0x11; 16];
+    const K2: [u8; 16] = [0x22; 16];
+    const K3: [u8; 16] = [0x33; 16];
+
+    #[test]
+    fn generated_keys_are_random() {
+        let a = Key::generate().unwrap();
+        let b = Key::generate().unwrap();
+        assert_ne!(a, b);
+        assert_ne!(a.bytes(), &[0; 16]);
+        // Not a short read left as zeros: 16 random bytes have a zero tail of 4 bytes
+        // one time in 2^32.
+        assert_ne!(&a.bytes()[12..], &[0; 4]);
+    }
+
+    #[test]
+    fn store_then_load_gives_the_key_back_with_mode_0600() {
+        let d = TempDir::new("roundtrip");
+        let p = d.0.join("tag.key");
+        let k = Key::generate().unwrap();
+        store(&p, &k).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        let text = fs::read_to_string(&p).unwrap();
+        assert_eq!(text.len(), 33);
+        assert!(text.ends_with('\n'));
+        assert!(
+            text[..32]
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        );
+        assert_eq!(load(&p).unwrap(), k);
+        // Replacing it.
+        let k2 = Key::from_bytes(K2);
+        store(&p, &k2).unwrap();
+        assert_eq!(load(&p).unwrap(), k2);
+        assert!(!d.0.join("tag.key.tmp").exists());
+    }
+
+    #[test]
+    fn load_reads_the_documented_format() {
+        let d = TempDir::new("format");
+        let hex = b"000102030405060708090a0b0c0d0e0f\n";
+        let want: [u8; 16] = core::array::from_fn(|i| i as u8);
+        assert_eq!(load(&d.file("a", hex, 0o600)).unwrap().bytes(), &want);
+        // Without the newline, in capitals, read-only: all fine.
+        assert_eq!(
+            load(&d.file("b", &hex[..32], 0o400)).unwrap().bytes(),
+            &want
+        );
+        let upper = b"000102030405060708090A0B0C0D0E0F\n";
+        assert_eq!(load(&d.file("c", upper, 0o600)).unwrap().bytes(), &want);
+    }
+
+    #[test]
+    fn load_refuses_bad_contents_without_quoting_them() {
+        let d = TempDir::new("contents");
+        let good = "00112233445566778899aabbccddeeff";
+        for (name, text) in [
+            ("short", &good[..31]),
+            ("long", &(good.to_owned() + "0")[..]),
+            ("nonhex", &good.replace('f', "g")[..]),
+            ("empty", ""),
+            ("twolines", &(good.to_owned() + "\n\n")[..]),
+            ("space", &(" ".to_owned() + &good[1..])[..]),
+            ("huge", &good.repeat(100)[..]),
+        ] {
+            let p = d.file(name, text.as_bytes(), 0o600);
+            let e = format!("{:#}", load(&p).unwrap_err());
+            assert!(e.contains(&p.display().to_string()), "{name}: {e}");
+            assert!(e.contains("expected 32 hex digits"), "{name}: {e}");
+            assert!(!e.contains("aabbcc"), "{name}: {e}");
+            assert!(!e.contains('\n'), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn load_refuses_a_file_others_can_read() {
+        let d = TempDir::new("mode");
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o606, 0o700 | 0o004, 0o620] {
+            let p = d.file("k", b"00112233445566778899aabbccddeeff\n", mode);
+            let e = format!("{:#}", load(&p).unwrap_err());
+            assert!(e.contains(&p.display().to_string()), "{e}");
+            assert!(e.contains(&format!("{mode:04o}")), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+            assert!(!e.contains("aabbcc"), "{e}");
+        }
+        let p = d.file("k", b"00112233445566778899aabbccddeeff\n", 0o600);
+        assert!(load(&p).is_ok());
+    }
+
+    #[test]
+    fn load_refuses_what_is_not_a_file() {
+        let d = TempDir::new("notfile");
+        let e = format!("{:#}", load(&d.0).unwrap_err());
+        assert!(e.contains("not a regular file"), "{e}");
+        let missing = d.0.join("missing");
+        let e = format!("{:#}", load(&missing).unwrap_err());
+        assert!(e.contains(&missing.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn load_or_generate_makes_the_file_once() {
+        let d = TempDir::new("lazy");
+        let p = d.0.join("tag.key");
+        let a = load_or_generate(&p).unwrap();
+        assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+        let b = load_or_generate(&p).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn debug_never_prints_key_bytes() {
+        let k = Key::from_bytes([0xab; 16]);
+        let s = format!("{k:?} {k:#?}");
+        assert!(s.contains("redacted"));
+        assert!(
+            !s.contains("171") && !s.to_lowercase().contains("ab"),
+            "{s}"
+        );
+        let keys = rotate(&TagKeys::default(), &k, 1);
+        let s = format!("{keys:?}");
+        assert!(!s.contains("171"), "{s}");
+    }
+
+    fn valid_ids(k: &TagKeys) -> Vec<u8> {
+        k.slots
+            .iter()
+            .filter(|s| s.valid == 1)
+            .map(|s| s.id)
+            .collect()
+    }
+
+    #[test]
+    fn rotation_keeps_the_previous_key_and_retires_the_one_before() {
+        let k0 = TagKeys {
+            conf: TagConf::DEFAULT,
+            ..TagKeys::default()
+        };
+        let a = rotate(&k0, &Key::from_bytes(K1), 100);
+        assert_eq!(a.current, 1);
+        assert_eq!(valid_ids(&a), [1]);
+        assert_eq!(a.current_key().unwrap().key, K1);
+        assert_eq!(a.current_key().unwrap().created_tai_s, 100);
+        assert_eq!(a.conf, TagConf::DEFAULT);
+
+        let b = rotate(&a, &Key::from_bytes(K2), 200);
+        assert_eq!(b.current, 2);
+        assert_eq!(valid_ids(&b), [1, 2]);
+        assert_eq!(b.accepted(1).unwrap().key, K1);
+        assert_eq!(b.accepted(1).unwrap().created_tai_s, 100);
+
+        let c = rotate(&b, &Key::from_bytes(K3), 300);
+        assert_eq!(valid_ids(&c), [2, 3]);
+        // The retired slot keeps no key bytes.
+        assert_eq!(c.slots[1].key, [0; 16]);
+        assert_eq!(c.slots[1].id, 1);
+    }
+
+    #[test]
+    fn rotating_to_the_current_key_changes_nothing() {
+        let a = rotate(&TagKeys::default(), &Key::from_bytes(K1), 100);
+        let b = rotate(&a, &Key::from_bytes(K2), 200);
+        assert_eq!(rotate(&b, &Key::from_bytes(K2), 300), b);
+    }
+
+    #[test]
+    fn key_ids_wrap_after_seven() {
+        let mut k = TagKeys::default();
+        let mut ids = Vec::new();
+        for i in 0..10u8 {
+            k = rotate(&k, &Key::from_bytes([i + 1; 16]), i as u64);
+            ids.push(k.current as u8);
+            assert!(valid_ids(&k).len() <= 2);
+        }
+        assert_eq!(ids, [1, 2, 3, 4, 5, 6, 7, 0, 1, 2]);
+        assert_eq!(next_id(&k), 3);
+    }
+
+    #[test]
+    fn retire_previous_leaves_the_current_key_only() {
+        let a = rotate(&TagKeys::default(), &Key::from_bytes(K1), 100);
+        let b = rotate(&a, &Key::from_bytes(K2), 200);
+        let c = retire_previous(&b);
+        assert_eq!(valid_ids(&c), [2]);
+        assert_eq!(c.slots[1].key, [0; 16]);
+        assert_eq!(c.current_key(), b.current_key());
+    }
+
+    #[test]
+    fn tags_of_the_previous_key_verify_after_a_rotation() {
+        let server = rport_common::addr_to_16("198.51.100.10".parse().unwrap());
+        let target = rport_common::addr_to_16("203.0.113.7".parse().unwrap());
+        let now = 1_700_000_000;
+        let a = rotate(
+            &TagKeys {
+                conf: TagConf::DEFAULT,
+                ..TagKeys::default()
+            },
+            &Key::from_bytes(K1),
+            now,
+        );
+        let cur = *a.current_key().unwrap();
+        let t = tag::Tag::new(cur.id, tag::KIND_VIA, target, 32415, now)
+            .sign(&cur.key, &server, 5060, 9);
+        let check = |k: &TagKeys| {
+            tag::verify(
+                k,
+                &t,
+                &server,
+                5060,
+                9,
+                now,
+                k.conf.max_age_via_s,
+                k.conf.max_future_s,
+            )
+        };
+        assert_eq!(check(&a), TagCheck::Valid);
+        let b = rotate(&a, &Key::from_bytes(K2), now);
+        assert_eq!(check(&b), TagCheck::Valid);
+        let c = rotate(&b, &Key::from_bytes(K3), now);
+        assert_eq!(check(&c), TagCheck::UnknownKey);
+        assert_eq!(check(&retire_previous(&b)), TagCheck::UnknownKey);
+    }
+
+    #[test]
+    fn tai_clock_is_utc_plus_the_leap_seconds_offset() {
+        let utc = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let tai = tai_now_s();
+        // 0 when no time daemon set the kernel's TAI offset, 37 s since 2017 when one did.
+        assert!(tai + 1 >= utc && tai <= utc + 38, "tai {tai} utc {utc}");
+    }
+}
