@@ -502,6 +502,311 @@ pub fn sipp_server(ns: &Ns, scenario: &str, dir: &Path, local: &str, port: u16) 
     Ok(p)
 }
 
+/// A call from the phone that may ring for a long time: INVITE, 100 (optional), 180, then
+/// a 200 awaited for up to `answer_within_ms`, ACK, BYE, 200. [`uac_scenario`] gives up on
+/// the 200 after 3 s; a call answered after 32 s of ringing needs this one.
+pub fn long_uac_scenario(answer_within_ms: u32) -> String {
+    let mut body = String::new();
+    body.push_str(&call_request(
+        "INVITE",
+        "1 INVITE",
+        true,
+        "Contact: <sip:phone@192.168.1.50:[local_port]>\n",
+        "Content-Type: application/sdp\nContent-Length: [len]\n\nv=0\no=phone 1 1 IN IP4 192.168.1.50\ns=-\nc=IN IP4 192.168.1.50\nt=0 0\nm=audio 4000 RTP/AVP 0\n",
+    ));
+    body.push_str(&format!(
+        r#"  <recv response="100" optional="true"/>
+  <recv response="180"/>
+  <recv response="200" rrs="true" timeout="{answer_within_ms}"/>
+"#
+    ));
+    body.push_str(&call_request(
+        "ACK",
+        "1 ACK",
+        false,
+        "",
+        "Content-Length: 0\n",
+    ));
+    body.push_str("  <pause milliseconds=\"200\"/>\n");
+    body.push_str(&call_request(
+        "BYE",
+        "2 BYE",
+        true,
+        "",
+        "Content-Length: 0\n",
+    ));
+    body.push_str("  <recv response=\"200\" timeout=\"3000\"/>\n");
+    scenario("long ringing call through NAT", &body)
+}
+
+/// One in-dialog (after the INVITE: with the answer's To tag) or initial request of the
+/// phone's call, its Via naming the private address with `;rport`.
+fn call_request(method: &str, cseq: &str, retrans: bool, extra: &str, tail: &str) -> String {
+    let retrans = if retrans { " retrans=\"500\"" } else { "" };
+    let to_tag = if method == "INVITE" {
+        ""
+    } else {
+        "[peer_tag_param]"
+    };
+    format!(
+        r#"  <send{retrans}>
+    <![CDATA[
+
+{method} sip:service@198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
+From: <sip:phone@198.51.100.10>;tag=[call_number]
+To: <sip:service@198.51.100.10>{to_tag}
+Call-ID: [call_id]
+CSeq: {cseq}
+{extra}Max-Forwards: 70
+{tail}
+    ]]>
+  </send>
+"#
+    )
+}
+
+/// A legacy called party: 100 and 180 at once, the 200 after `ring_ms` of ringing, every
+/// response sent to the top Via's sent-by as the request carried it (what servers that
+/// ignore `;received`/`;rport` do: the phone's private address), never to the source. The
+/// ACK is not optional: a SIPp run of this scenario succeeds only if the ACK arrived.
+pub fn legacy_uas_scenario(ring_ms: u32) -> String {
+    let response = |status: &str, to_tag: bool, body: &str, retrans: bool| {
+        let to_tag = if to_tag {
+            ";tag=[pid]SIPpTag01[call_number]"
+        } else {
+            ""
+        };
+        let retrans = if retrans { " retrans=\"500\"" } else { "" };
+        format!(
+            r#"  <send{retrans}>
+    <![CDATA[
+
+SIP/2.0 {status}
+[last_Via:]
+[last_From:]
+[last_To:]{to_tag}
+[last_Call-ID:]
+[last_CSeq:]
+{body}
+    ]]>
+  </send>
+"#
+        )
+    };
+    let sdp = "Contact: <sip:service@198.51.100.10:5060>\nContent-Type: application/sdp\nContent-Length: [len]\n\nv=0\no=service 1 1 IN IP4 198.51.100.10\ns=-\nc=IN IP4 198.51.100.10\nt=0 0\nm=audio 5000 RTP/AVP 0\n";
+    let mut body = String::new();
+    // The sent-by of the top Via (host and port), where every response goes (setdest).
+    body.push_str(
+        r#"  <recv request="INVITE">
+    <action>
+      <ereg regexp="SIP/2.0/UDP ([0-9.]+):([0-9]+)" search_in="hdr" header="Via:" check_it="true" assign_to="via,via_host,via_port"/>
+    </action>
+  </recv>
+  <nop>
+    <action>
+      <setdest host="[$via_host]" port="[$via_port]" protocol="udp"/>
+    </action>
+  </nop>
+"#,
+    );
+    body.push_str(&response("100 Trying", false, "Content-Length: 0\n", false));
+    body.push_str(&response("180 Ringing", true, "Content-Length: 0\n", false));
+    body.push_str(&format!("  <pause milliseconds=\"{ring_ms}\"/>\n"));
+    body.push_str(&response("200 OK", true, sdp, true));
+    body.push_str("  <recv request=\"ACK\"/>\n  <recv request=\"BYE\"/>\n");
+    body.push_str(&response("200 OK", false, "Content-Length: 0\n", false));
+    // The via variable is only assigned (SIPp warns about unused variables otherwise).
+    body.push_str("  <nop>\n    <action>\n      <log message=\"answered [$via]\"/>\n    </action>\n  </nop>\n");
+    scenario("legacy called party", &body)
+}
+
+/// A SIPp run in the background — a UAC placing calls or a UAS answering a given number of
+/// them — killed on Drop (also when the test fails); [`Sipp::wait`] bounds it in time and
+/// reads its statistics.
+pub struct Sipp {
+    proc: Proc,
+    stats: PathBuf,
+    err: PathBuf,
+    /// Scenario file stem and directory, where `-trace_err` writes `<stem>_<pid>_errors.log`.
+    stem: String,
+    dir: PathBuf,
+}
+
+impl Sipp {
+    /// A UAC on `local:local_port` placing `calls` calls (one per second) to `target`;
+    /// SIPp's own global timeout is `timeout`. `extra`: more SIPp arguments.
+    #[allow(clippy::too_many_arguments)]
+    pub fn uac(
+        ns: &Ns,
+        scenario: &str,
+        dir: &Path,
+        local: &str,
+        local_port: u16,
+        target: &str,
+        calls: u32,
+        timeout: Duration,
+        extra: &[&str],
+    ) -> Result<Sipp> {
+        let mut args = vec![target.to_string(), "-r".into(), "1".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Sipp::start(
+            ns,
+            scenario,
+            dir,
+            &format!("uac-{local_port}"),
+            local,
+            local_port,
+            calls,
+            timeout,
+            &args,
+        )
+    }
+
+    /// A UAS on `local:port` that answers `calls` calls and exits; returns once it listens.
+    pub fn uas(
+        ns: &Ns,
+        scenario: &str,
+        dir: &Path,
+        local: &str,
+        port: u16,
+        calls: u32,
+        timeout: Duration,
+    ) -> Result<Sipp> {
+        let s = Sipp::start(
+            ns,
+            scenario,
+            dir,
+            &format!("uas-once-{port}"),
+            local,
+            port,
+            calls,
+            timeout,
+            &[],
+        )?;
+        let t = Instant::now();
+        while !sh(ns
+            .cmd("ss")
+            .args(["-Hlun", "sport", "=", &format!(":{port}")]))
+        .unwrap_or_default()
+        .contains(local)
+        {
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!(
+                    "sipp uas did not start: {}",
+                    std::fs::read_to_string(&s.err).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(s)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        ns: &Ns,
+        scenario: &str,
+        dir: &Path,
+        name: &str,
+        local: &str,
+        port: u16,
+        calls: u32,
+        timeout: Duration,
+        args: &[String],
+    ) -> Result<Sipp> {
+        let name = format!("sipp-{name}-{}", std::process::id());
+        let scen = dir.join(format!("{name}.xml"));
+        std::fs::write(&scen, scenario)?;
+        let stats = dir.join(format!("{name}.csv"));
+        let err = dir.join(format!("{name}.log"));
+        let _ = std::fs::remove_file(&stats);
+        let mut c = ns.cmd("sipp");
+        c.args(args)
+            .arg("-sf")
+            .arg(&scen)
+            .args([
+                "-i",
+                local,
+                "-p",
+                &port.to_string(),
+                "-m",
+                &calls.to_string(),
+                "-nostdin",
+                "-nd",
+                "-timeout",
+                &format!("{}s", timeout.as_secs().max(1)),
+                "-trace_err",
+                "-trace_stat",
+                "-fd",
+                "1",
+                "-stf",
+            ])
+            .arg(&stats)
+            .current_dir(dir);
+        let proc = Proc::spawn(c, "sipp", &err)?;
+        Ok(Sipp {
+            proc,
+            stats,
+            err,
+            stem: name,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// True while SIPp runs.
+    pub fn running(&mut self) -> bool {
+        match self.proc.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Waits for SIPp to finish (killed after `limit`: a hung tool fails the test, it does
+    /// not hang it) and returns its final call counts.
+    pub fn wait(&mut self, limit: Duration) -> Result<SippResult> {
+        let end = Instant::now() + limit;
+        let status = loop {
+            let c = self.proc.child.as_mut().context("sipp already reaped")?;
+            if let Some(st) = c.try_wait()? {
+                break st;
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!(
+                    "sipp still running after {limit:?}: killed; its log:\n{}",
+                    std::fs::read_to_string(&self.err).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.proc.child = None;
+        let csv = std::fs::read_to_string(&self.stats).with_context(|| {
+            format!(
+                "sipp ({status}) left no statistics: {}",
+                std::fs::read_to_string(&self.err).unwrap_or_default()
+            )
+        })?;
+        parse_sipp_stats(&csv)
+    }
+
+    /// The last lines of SIPp's error trace (unexpected messages, timeouts) or, without
+    /// one, of its output: for failure messages.
+    pub fn log(&self) -> String {
+        let errors = std::fs::read_dir(&self.dir).ok().and_then(|d| {
+            d.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&self.stem) && n.ends_with("_errors.log"))
+            })
+        });
+        let text =
+            std::fs::read_to_string(errors.as_ref().unwrap_or(&self.err)).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        lines[lines.len().saturating_sub(12)..].join("\n")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -264,3 +264,173 @@ impl Rport {
             .ok_or_else(|| anyhow::anyhow!("no counter {group}.{name}"))
     }
 }
+
+impl Rport {
+    /// SIGKILL, as a crash or an OOM kill: no clean detach, no chance to save anything.
+    /// The kernel drops the attachments with the process's link fds; the pins stay.
+    pub fn kill(&mut self) -> Result<()> {
+        let mut c = self
+            .proc
+            .child
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("rport already stopped"))?;
+        c.kill()?;
+        c.wait()?;
+        Ok(())
+    }
+
+    /// Where the BINDINGS map is pinned.
+    pub fn bindings_pin(&self) -> PathBuf {
+        self.pins.join(rport_common::maps::BINDINGS)
+    }
+}
+
+/// Writes a steering tag key file as `rport run --tag-key` reads it: 32 lowercase hex
+/// digits (16 random bytes) and a newline, mode 0600 (readable by root only).
+pub fn write_tag_key(path: &Path) -> Result<()> {
+    use std::{io::Read as _, io::Write as _, os::unix::fs::OpenOptionsExt as _};
+    let mut key = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    writeln!(f, "{hex}")?;
+    Ok(())
+}
+
+/// Two gateways in front of one server, each on both segments (bridges), so that a request
+/// can go in through one and its answer come back through the other:
+///
+/// ```text
+///                                                  ┌─ 203.0.113.2 gw1 198.51.100.1 ─┐
+/// phone 192.168.1.50 ── NAT 192.168.1.1 | 203.0.113.1 (bridge)                     (bridge) server 198.51.100.10
+///                                                  └─ 203.0.113.3 gw2 198.51.100.2 ─┘
+/// ```
+///
+/// The NAT sends everything through gw1 (its default route); the server's default route
+/// is gw1 too, but 192.168.1.0/24 (the phones' private sent-bys, where a legacy server
+/// answers) goes through gw2: gw2 sees answers to requests it never saw. Neither gateway
+/// routes 192.168.1.0/24 itself. The bridges keep the names of [`NatTopology`]'s
+/// interfaces (`nat-out` for the NAT rule and captures, `srv0`).
+pub struct TwoGatewayTopology {
+    pub phone: Ns,
+    pub nat: Ns,
+    pub gw1: Ns,
+    pub gw2: Ns,
+    pub server: Ns,
+    pub dir: PathBuf,
+}
+
+pub const GW1_INSIDE_ADDR: &str = "198.51.100.1";
+pub const GW2_INSIDE_ADDR: &str = "198.51.100.2";
+
+impl TwoGatewayTopology {
+    pub fn new() -> Result<TwoGatewayTopology> {
+        let dir = std::env::temp_dir().join(unique("rport-topo2-"));
+        std::fs::create_dir_all(&dir)?;
+        let t = TwoGatewayTopology {
+            phone: Ns::new("rp2ph")?,
+            nat: Ns::new("rp2nat")?,
+            gw1: Ns::new("rp2g1")?,
+            gw2: Ns::new("rp2g2")?,
+            server: Ns::new("rp2srv")?,
+            dir,
+        };
+        veth(&t.phone, "ph0", &t.nat, "nat-in")?;
+        // Outside segment: a bridge in the NAT's namespace, one port per gateway.
+        t.nat
+            .ip(&["link", "add", "nat-out", "type", "bridge", "stp_state", "0"])?;
+        veth(&t.nat, "nat-g1", &t.gw1, GW_OUTSIDE)?;
+        veth(&t.nat, "nat-g2", &t.gw2, GW_OUTSIDE)?;
+        // Inside segment: a bridge in the server's namespace.
+        t.server
+            .ip(&["link", "add", "srv0", "type", "bridge", "stp_state", "0"])?;
+        veth(&t.gw1, GW_INSIDE, &t.server, "srv-g1")?;
+        veth(&t.gw2, GW_INSIDE, &t.server, "srv-g2")?;
+        for (ns, bridge, ports) in [
+            (&t.nat, "nat-out", ["nat-g1", "nat-g2"]),
+            (&t.server, "srv0", ["srv-g1", "srv-g2"]),
+        ] {
+            for p in ports {
+                ns.ip(&["link", "set", p, "master", bridge])?;
+            }
+            ns.ip(&["link", "set", bridge, "up"])?;
+        }
+        t.phone
+            .ip(&["addr", "add", "192.168.1.50/24", "dev", "ph0"])?;
+        t.phone
+            .ip(&["route", "add", "default", "via", "192.168.1.1"])?;
+        t.nat
+            .ip(&["addr", "add", "192.168.1.1/24", "dev", "nat-in"])?;
+        t.nat
+            .ip(&["addr", "add", "203.0.113.1/24", "dev", "nat-out"])?;
+        t.nat
+            .ip(&["route", "add", "default", "via", "203.0.113.2"])?;
+        for (gw, out, inside) in [
+            (&t.gw1, "203.0.113.2/24", "198.51.100.1/24"),
+            (&t.gw2, "203.0.113.3/24", "198.51.100.2/24"),
+        ] {
+            gw.ip(&["addr", "add", out, "dev", GW_OUTSIDE])?;
+            gw.ip(&["addr", "add", inside, "dev", GW_INSIDE])?;
+        }
+        t.server
+            .ip(&["addr", "add", "198.51.100.10/24", "dev", "srv0"])?;
+        t.server
+            .ip(&["route", "add", "default", "via", GW1_INSIDE_ADDR])?;
+        t.server
+            .ip(&["route", "add", "192.168.1.0/24", "via", GW2_INSIDE_ADDR])?;
+        for ns in [&t.nat, &t.gw1, &t.gw2] {
+            sh(ns.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]))?;
+        }
+        let rules = t.dir.join("nat.nft");
+        std::fs::write(
+            &rules,
+            "table ip rportnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"nat-out\" masquerade random\n }\n}\n",
+        )?;
+        sh(t.nat.cmd("nft").arg("-f").arg(&rules))?;
+        Ok(t)
+    }
+
+    /// A file in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+impl Drop for TwoGatewayTopology {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl NatTopology {
+    /// Makes the NAT keep an idle UDP mapping `secs` seconds, as home routers commonly do
+    /// (2 minutes and more). Linux's own default for a flow whose packets all went within
+    /// its first 2 s (an INVITE and its 100 and 180) is 30 s (nf_conntrack_udp_timeout),
+    /// shorter than a phone that rings longer: its answer would be lost at the NAT,
+    /// whatever the gateway did.
+    pub fn keep_udp_mappings(&self, secs: u32) -> Result<()> {
+        for k in ["udp_timeout", "udp_timeout_stream"] {
+            sh(self
+                .nat
+                .cmd("sysctl")
+                .arg("-qw")
+                .arg(format!("net.netfilter.nf_conntrack_{k}={secs}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Rport {
+    /// Every live binding (`rport bindings --json` with no limit), newest first.
+    pub fn all_bindings(&self) -> Result<serde_json::Value> {
+        let out = sh(std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns_name])
+            .arg(&self.bin)
+            .args(["bindings", "--json", "--limit", &u32::MAX.to_string()]))?;
+        Ok(serde_json::from_str(&out)?)
+    }
+}
