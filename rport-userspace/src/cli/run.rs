@@ -60,6 +60,11 @@ pub struct RunArgs {
     /// Log level of the XDP program (aya-log, on stderr); `debug` logs per packet.
     #[arg(long, value_enum, default_value_t = loader::XdpLog::Off)]
     pub xdp_log: loader::XdpLog,
+    /// File holding the steering-tag key (32 hex digits, mode 0600): give every gateway of
+    /// one deployment the same file and they steer each other's responses. Default: a
+    /// key made at first start and kept in the pinned TAG_KEYS map.
+    #[arg(long, value_name = "PATH")]
+    pub tag_key: Option<PathBuf>,
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -81,6 +86,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         pin_dir: args.pin_path.unwrap_or_else(loader::default_pin_dir),
         force_rport,
         xdp_log: args.xdp_log,
+        tag_key: args.tag_key,
     };
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.

@@ -204,6 +204,33 @@ pub fn retire_previous(keys: &TagKeys) -> TagKeys {
     out
 }
 
+/// Puts the tag key into the program's pinned `TAG_KEYS` map and returns the key that makes
+/// new tags. The key is the one in `file` when given (gateways that share the file accept
+/// each other's tags), else the one already pinned (a restart keeps it, so tags made before
+/// stay valid), else a new random one. A new key is rotated in: the one it replaces stays
+/// accepted for the life of its tags.
+pub fn install(ebpf: &mut aya::Ebpf, file: Option<&Path>) -> Result<TagKey> {
+    use rport_common::{maps, tag::TagConf};
+    let mut m: aya::maps::Array<&mut aya::maps::MapData, TagKeys> =
+        aya::maps::Array::try_from(ebpf.map_mut(maps::TAG_KEYS).context("TAG_KEYS")?)?;
+    let old = m.get(&0, 0)?;
+    let key = match (file, old.current_key()) {
+        (Some(f), _) => load(f)?,
+        (None, Some(k)) => Key(k.key),
+        (None, None) => Key::generate()?,
+    };
+    let mut new = rotate(&old, &key, tai_now_s());
+    if new.conf == TagConf::default() {
+        new.conf = TagConf::DEFAULT;
+    }
+    if new != old {
+        m.set(0, new, 0)?;
+    }
+    new.current_key()
+        .copied()
+        .context("no current tag key after install")
+}
+
 /// TAI seconds now (`CLOCK_TAI`), the clock tags are stamped with.
 pub fn tai_now_s() -> u64 {
     let mut ts = libc::timespec {

@@ -28,6 +28,9 @@ pub struct LoadConfig {
     pub force_rport: Vec<(IpAddr, u8)>,
     /// Highest aya-log level the XDP program may log at (0: none; see [`XdpLog`]).
     pub xdp_log: XdpLog,
+    /// File with the steering-tag key (shared by the gateways of one deployment); without
+    /// it, the key pinned by an earlier run, or a new one.
+    pub tag_key: Option<PathBuf>,
 }
 
 /// The XDP program's log level (aya-log). Levels below the chosen one are dead code to the
@@ -106,6 +109,8 @@ pub struct Iface {
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub ifaces: Vec<Iface>,
+    /// The key that signs the steering tags the rewrite adds (never logged).
+    pub tag_key: rport_common::tag::TagKey,
 }
 
 /// Interface index, or a clear error.
@@ -214,14 +219,25 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     ensure_pin_dir(&cfg.pin_dir)?;
     let bindings_pin = cfg.pin_dir.join(maps::BINDINGS);
     let counters_pin = cfg.pin_dir.join(maps::COUNTERS);
+    let keys_pin = cfg.pin_dir.join(maps::TAG_KEYS);
     let level = cfg.xdp_log.level();
     let mut ebpf = EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
         .map_pin_path(maps::BINDINGS, bindings_pin.as_path())
         .map_pin_path(maps::COUNTERS, counters_pin.as_path())
+        .map_pin_path(maps::TAG_KEYS, keys_pin.as_path())
         .load(crate::XDP_OBJECT)
         .context("loading the XDP object (is the kernel built with BPF?)")?;
     fill_config(&mut ebpf, &cfg.sip_ports, &ifaces, &cfg.force_rport)?;
+    // The pins are root's only: TAG_KEYS holds the secret that authenticates steering.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&cfg.pin_dir, std::fs::Permissions::from_mode(0o700))?;
+        for p in [&bindings_pin, &counters_pin, &keys_pin] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    let tag_key = crate::datapath::keys::install(&mut ebpf, cfg.tag_key.as_deref())?;
     // TC first: the XDP program hands steering decisions to it (see SteerMeta), and a
     // decision with no TC program to apply it leaves the packet as it was.
     let tc: &mut SchedClassifier = ebpf
@@ -254,7 +270,11 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     if cfg.xdp_log != XdpLog::Off {
         spawn_xdp_logger(&mut ebpf)?;
     }
-    Ok(Loaded { ebpf, ifaces })
+    Ok(Loaded {
+        ebpf,
+        ifaces,
+        tag_key,
+    })
 }
 
 /// Fills the program's config maps: its SIP ports, its interfaces (role and XSKMAP slot),
