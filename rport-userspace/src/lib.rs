@@ -25,6 +25,7 @@ pub mod datapath {
     pub mod forward;
     pub mod inject;
     pub mod loader;
+    pub mod mmsg;
     pub mod testrun;
 }
 
