@@ -31,6 +31,7 @@ pub mod datapath {
     pub mod inject;
     pub mod keys;
     pub mod loader;
+    pub mod mmsg;
     pub mod testrun;
 }
 

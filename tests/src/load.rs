@@ -12,8 +12,8 @@
 //! (`reply_to_via`, the legacy behaviour), or to the source if the Via has no usable IPv4
 //! sent-by.
 use std::{
-    net::{Ipv4Addr, SocketAddrV4, UdpSocket},
-    os::fd::AsRawFd as _,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket},
+    os::fd::{AsFd as _, AsRawFd as _, BorrowedFd},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -22,6 +22,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
+use rport_userspace::datapath::mmsg::{MsgBatch, Refused};
 
 /// Messages per sendmmsg/recvmmsg call.
 pub const BATCH: usize = 64;
@@ -156,106 +157,58 @@ fn cpu_self_ns() -> u64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Scatter/gather arrays for one batch of datagrams, allocated once.
+/// One batch of datagrams and their buffers, allocated once; the syscalls are the daemon's
+/// own batch ([`MsgBatch`]).
 struct Batch {
     bufs: Vec<[u8; MTU]>,
-    iov: Vec<libc::iovec>,
-    addrs: Vec<libc::sockaddr_in>,
-    hdrs: Vec<libc::mmsghdr>,
+    /// Length and peer of each datagram to send.
+    out: Vec<(usize, SocketAddrV4)>,
+    msgs: MsgBatch,
 }
 
 impl Batch {
     fn new() -> Box<Batch> {
-        let mut b = Box::new(Batch {
+        Box::new(Batch {
             bufs: vec![[0u8; MTU]; BATCH],
-            // SAFETY: plain C structs, all-zero is a valid value.
-            iov: vec![unsafe { std::mem::zeroed() }; BATCH],
-            addrs: vec![unsafe { std::mem::zeroed() }; BATCH],
-            hdrs: vec![unsafe { std::mem::zeroed() }; BATCH],
-        });
-        for i in 0..BATCH {
-            b.iov[i].iov_base = b.bufs[i].as_mut_ptr() as *mut libc::c_void;
-            b.iov[i].iov_len = MTU;
-            let a = &mut b.addrs[i] as *mut libc::sockaddr_in;
-            let iov = &mut b.iov[i] as *mut libc::iovec;
-            let h = &mut b.hdrs[i].msg_hdr;
-            h.msg_name = a as *mut libc::c_void;
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            h.msg_iov = iov;
-            h.msg_iovlen = 1;
-        }
-        b
+            out: vec![(0, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)); BATCH],
+            msgs: MsgBatch::new(BATCH),
+        })
     }
     fn set(&mut self, i: usize, len: usize, to: SocketAddrV4) {
-        self.iov[i].iov_len = len;
-        self.addrs[i] = sockaddr(to);
-        self.hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-    }
-    /// Ready for a receive of up to BATCH datagrams.
-    fn reset_rx(&mut self) {
-        for i in 0..BATCH {
-            self.iov[i].iov_len = MTU;
-            self.hdrs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-        }
+        self.out[i] = (len, to);
     }
     /// Sends entries `0..n`, retrying the rest after a partial send.
-    fn send(&mut self, fd: i32, n: usize) -> Result<()> {
-        let mut done = 0;
-        while done < n {
-            // SAFETY: the headers point into this batch's own buffers, alive for the call.
-            let r =
-                unsafe { libc::sendmmsg(fd, self.hdrs[done..].as_mut_ptr(), (n - done) as u32, 0) };
-            if r < 0 {
-                let e = std::io::Error::last_os_error();
-                match e.raw_os_error() {
-                    Some(libc::EINTR) => continue,
-                    // Unreachable/refused/no buffer: count the message as sent and lost.
-                    Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
-                    | Some(libc::ENOBUFS | libc::EAGAIN) => {
-                        done += 1;
-                        continue;
-                    }
-                    _ => return Err(e).context("sendmmsg"),
-                }
-            }
-            done += r as usize;
-        }
+    fn send(&mut self, fd: BorrowedFd<'_>, n: usize) -> Result<()> {
+        let msgs = self.bufs[..n]
+            .iter()
+            .zip(&self.out)
+            .map(|(b, &(len, to))| (&b[..len], SocketAddr::V4(to)));
+        self.msgs
+            .send_all(fd, msgs, |e| match e.raw_os_error() {
+                Some(libc::EINTR) => Refused::Retry,
+                // Unreachable/refused/no buffer: count the message as sent and lost.
+                Some(libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH)
+                | Some(libc::ENOBUFS | libc::EAGAIN) => Refused::Skip,
+                _ => Refused::Stop,
+            })
+            .context("sendmmsg")?;
         Ok(())
     }
     /// Receives up to BATCH datagrams (blocking for the first, at most the socket timeout).
-    fn recv(&mut self, fd: i32) -> usize {
-        self.reset_rx();
-        // SAFETY: the headers point into this batch's own buffers.
-        let r = unsafe {
-            libc::recvmmsg(
-                fd,
-                self.hdrs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 { 0 } else { r as usize }
+    fn recv(&mut self, fd: BorrowedFd<'_>) -> usize {
+        self.msgs
+            .recv(fd, &mut self.bufs, libc::MSG_WAITFORONE)
+            .unwrap_or(0)
     }
     fn len(&self, i: usize) -> usize {
-        self.hdrs[i].msg_len as usize
+        self.msgs.received(i).0
     }
     fn from(&self, i: usize) -> SocketAddrV4 {
-        let a = &self.addrs[i];
-        SocketAddrV4::new(
-            Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-            u16::from_be(a.sin_port),
-        )
+        match self.msgs.received(i).1 {
+            Some(SocketAddr::V4(a)) => a,
+            _ => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        }
     }
-}
-
-fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
-    // SAFETY: all-zero is a valid sockaddr_in.
-    let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    s.sin_family = libc::AF_INET as u16;
-    s.sin_port = a.port().to_be();
-    s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
-    s
 }
 
 /// Sends `rate` requests/s for `secs` seconds to `target` from `local` (port chosen by the
@@ -298,7 +251,7 @@ pub fn generate(
         std::thread::spawn(move || {
             let mut lat = Vec::with_capacity(total as usize);
             let mut b = Batch::new();
-            let fd = sock.as_raw_fd();
+            let fd = sock.as_fd();
             while !stop.load(Ordering::Relaxed) {
                 let n = b.recv(fd);
                 let now = start.elapsed().as_nanos() as u64 + 1;
@@ -324,7 +277,7 @@ pub fn generate(
         b.bufs[i][..tpl.len()].copy_from_slice(&tpl);
         b.set(i, tpl.len(), target);
     }
-    let fd = sock.as_raw_fd();
+    let fd = sock.as_fd();
     let mut seq = 0u64;
     let ns_per_msg = 1e9 / rate as f64;
     let mut last_send = 0u64;
@@ -419,7 +372,7 @@ pub fn answer(req: &[u8], out: &mut [u8]) -> Option<usize> {
 pub fn respond(listen: SocketAddrV4, to_source: bool) -> Result<()> {
     let sock = UdpSocket::bind(listen).with_context(|| format!("binding {listen}"))?;
     big_buffers(&sock);
-    let fd = sock.as_raw_fd();
+    let fd = sock.as_fd();
     let mut rx = Batch::new();
     let mut tx = Batch::new();
     loop {

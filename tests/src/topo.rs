@@ -25,6 +25,47 @@ pub const SERVER: &str = "198.51.100.10";
 pub const GW_OUTSIDE: &str = "gw-out";
 pub const GW_INSIDE: &str = "gw-in";
 
+/// The gateway's address on the servers' side.
+pub const GW_INSIDE_ADDR: &str = "198.51.100.1";
+
+/// One link of a topology: a veth from `host` (`host_if`, `host_addr`) to the router it
+/// sits behind (`router_if`, `router_addr`), both addressed on one subnet (/24 for IPv4,
+/// /64 for IPv6, usable at once: no duplicate address detection wait), and the host's
+/// default route through the router.
+pub fn wire(
+    host: &Ns,
+    host_if: &str,
+    host_addr: &str,
+    router: &Ns,
+    router_if: &str,
+    router_addr: &str,
+) -> Result<()> {
+    veth(host, host_if, router, router_if)?;
+    let v6 = host_addr.contains(':');
+    let (family, prefix) = if v6 { ("-6", 64) } else { ("-4", 24) };
+    for (ns, dev, a) in [(host, host_if, host_addr), (router, router_if, router_addr)] {
+        let a = format!("{a}/{prefix}");
+        let mut args = vec![family, "addr", "add", &a, "dev", dev];
+        if v6 {
+            args.push("nodad");
+        }
+        ns.ip(&args)?;
+    }
+    host.ip(&[family, "route", "add", "default", "via", router_addr])?;
+    Ok(())
+}
+
+/// The servers' side of a gateway, the same in every IPv4 bed:
+/// gateway GW_INSIDE 198.51.100.1 ── server 198.51.100.10 (`srv0`).
+pub fn server_leg(gw: &Ns, server: &Ns) -> Result<()> {
+    wire(server, "srv0", SERVER, gw, GW_INSIDE, GW_INSIDE_ADDR)
+}
+
+/// IPv4 forwarding on (a router's namespace).
+pub fn forwarding(ns: &Ns) -> Result<()> {
+    sh(ns.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=1"])).map(|_| ())
+}
+
 pub struct NatTopology {
     pub phone: Ns,
     pub nat: Ns,
@@ -45,28 +86,18 @@ impl NatTopology {
             server: Ns::new("rpsrv")?,
             dir,
         };
-        veth(&t.phone, "ph0", &t.nat, "nat-in")?;
-        veth(&t.nat, "nat-out", &t.gw, GW_OUTSIDE)?;
-        veth(&t.gw, GW_INSIDE, &t.server, "srv0")?;
-        t.phone
-            .ip(&["addr", "add", "192.168.1.50/24", "dev", "ph0"])?;
-        t.phone
-            .ip(&["route", "add", "default", "via", "192.168.1.1"])?;
-        t.nat
-            .ip(&["addr", "add", "192.168.1.1/24", "dev", "nat-in"])?;
-        t.nat
-            .ip(&["addr", "add", "203.0.113.1/24", "dev", "nat-out"])?;
-        t.nat
-            .ip(&["route", "add", "default", "via", "203.0.113.2"])?;
-        t.gw.ip(&["addr", "add", "203.0.113.2/24", "dev", GW_OUTSIDE])?;
-        t.gw.ip(&["addr", "add", "198.51.100.1/24", "dev", GW_INSIDE])?;
-        t.server
-            .ip(&["addr", "add", "198.51.100.10/24", "dev", "srv0"])?;
-        t.server
-            .ip(&["route", "add", "default", "via", "198.51.100.1"])?;
-        for ns in [&t.nat, &t.gw] {
-            sh(ns.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]))?;
-        }
+        wire(&t.phone, "ph0", PHONE, &t.nat, "nat-in", "192.168.1.1")?;
+        wire(
+            &t.nat,
+            "nat-out",
+            NAT_PUBLIC,
+            &t.gw,
+            GW_OUTSIDE,
+            "203.0.113.2",
+        )?;
+        server_leg(&t.gw, &t.server)?;
+        forwarding(&t.nat)?;
+        forwarding(&t.gw)?;
         // The NAT: source addresses and ports rewritten, ports randomised, as a home router
         // or CGNAT does (so the phone's 5060 becomes some other public port).
         let rules = t.dir.join("nat.nft");
@@ -128,49 +159,22 @@ impl V6Topology {
             server: Ns::new("rp6s")?,
             dir,
         };
-        veth(&t.client, "c0", &t.gw, GW_OUTSIDE)?;
-        veth(&t.gw, GW_INSIDE, &t.server, "s0")?;
-        // nodad: usable at once, no duplicate address detection wait.
-        t.client.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:1::50/64",
-            "dev",
+        wire(
+            &t.client,
             "c0",
-            "nodad",
-        ])?;
-        t.client
-            .ip(&["-6", "route", "add", "default", "via", "2001:db8:1::1"])?;
-        t.gw.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:1::1/64",
-            "dev",
+            "2001:db8:1::50",
+            &t.gw,
             GW_OUTSIDE,
-            "nodad",
-        ])?;
-        t.gw.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:2::1/64",
-            "dev",
-            GW_INSIDE,
-            "nodad",
-        ])?;
-        t.server.ip(&[
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:2::10/64",
-            "dev",
+            "2001:db8:1::1",
+        )?;
+        wire(
+            &t.server,
             "s0",
-            "nodad",
-        ])?;
-        t.server
-            .ip(&["-6", "route", "add", "default", "via", "2001:db8:2::1"])?;
+            "2001:db8:2::10",
+            &t.gw,
+            GW_INSIDE,
+            "2001:db8:2::1",
+        )?;
         sh(t.gw
             .cmd("sysctl")
             .args(["-qw", "net.ipv6.conf.all.forwarding=1"]))?;

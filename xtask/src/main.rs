@@ -19,7 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what building and testing need (rust-src, bpf-linker, Debian packages).
+    /// Install what building and testing need (the XDP program's pinned nightly with
+    /// rust-src, bpf-linker against its LLVM, Debian packages).
     Setup,
     /// Build the XDP object and the `rport` binary that embeds it.
     Build {
@@ -223,39 +224,77 @@ fn build(release: bool) -> Result<()> {
     run(&mut c)
 }
 
+/// The XDP program's toolchain file: the one nightly it is built with (see the file).
+const EBPF_TOOLCHAIN_FILE: &str = "rport-ebpf/rust-toolchain.toml";
+/// The bpf-linker release setup installs.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// The `channel = "…"` of the XDP program's toolchain file.
+fn ebpf_toolchain() -> Result<String> {
+    let file = workspace_root().join(EBPF_TOOLCHAIN_FILE);
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    text.lines()
+        .find_map(|l| {
+            let v = l.trim().strip_prefix("channel")?.trim_start();
+            let v = v.strip_prefix('=')?.trim();
+            Some(v.strip_prefix('"')?.strip_suffix('"')?.to_string())
+        })
+        .with_context(|| format!("no channel = \"…\" in {EBPF_TOOLCHAIN_FILE}"))
+}
+
 fn setup() -> Result<()> {
-    // 1. A nightly toolchain with rust-src, for -Z build-std=core on bpfel-unknown-none.
-    let vv = output(Command::new("rustup").args(["run", "nightly", "rustc", "-vV"])).context(
-        "a nightly toolchain is needed to build the XDP program (rustup toolchain install nightly)",
-    )?;
-    let installed = output(Command::new("rustup").args([
-        "component",
-        "list",
-        "--toolchain",
-        "nightly",
-        "--installed",
-    ]))?;
-    if !installed.lines().any(|l| l.starts_with("rust-src")) {
-        eprintln!("setup: adding rust-src to the nightly toolchain");
-        run(Command::new("rustup").args([
+    // 1. The pinned nightly with rust-src, for -Z build-std=core on bpfel-unknown-none.
+    //    Exactly that one: never a `nightly` the machine may have from elsewhere.
+    let tc = ebpf_toolchain()?;
+    let listed = output(Command::new("rustup").args(["toolchain", "list"]))?;
+    let have_toolchain = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .any(|name| {
+            name == tc
+                || name
+                    .strip_prefix(tc.as_str())
+                    .is_some_and(|r| r.starts_with('-'))
+        });
+    let have_src = have_toolchain
+        && output(Command::new("rustup").args([
             "component",
-            "add",
-            "rust-src",
+            "list",
             "--toolchain",
-            "nightly",
-        ]))?;
+            &tc,
+            "--installed",
+        ]))?
+        .lines()
+        .any(|l| l.starts_with("rust-src"));
+    if !have_src {
+        eprintln!("setup: installing {tc} with rust-src (pinned in {EBPF_TOOLCHAIN_FILE})");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &tc,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))
+        .with_context(|| {
+            format!(
+                "cannot install {tc}, the toolchain {EBPF_TOOLCHAIN_FILE} pins for the XDP program"
+            )
+        })?;
     }
-    // 2. bpf-linker built against the nightly's own libLLVM (same LLVM as the rustc that
-    //    emits the bitcode; a mismatch fails at link time with cryptic errors).
+    let vv = output(Command::new("rustup").args(["run", &tc, "rustc", "-vV"]))?;
+    // 2. bpf-linker built against the pinned nightly's own libLLVM (same LLVM as the rustc
+    //    that emits the bitcode; a mismatch fails at link time with cryptic errors).
     let llvm = vv
         .lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
-        .context("rustc +nightly -vV printed no LLVM version")?
+        .with_context(|| format!("rustc +{tc} -vV printed no LLVM version"))?
         .trim()
         .to_string();
     let major = llvm.split('.').next().unwrap_or_default().to_string();
-    let sysroot =
-        output(Command::new("rustup").args(["run", "nightly", "rustc", "--print", "sysroot"]))?;
+    let sysroot = output(Command::new("rustup").args(["run", &tc, "rustc", "--print", "sysroot"]))?;
     let sysroot = PathBuf::from(sysroot.trim());
     let libllvm = std::fs::read_dir(sysroot.join("lib"))?
         .filter_map(|e| e.ok())
@@ -264,14 +303,17 @@ fn setup() -> Result<()> {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("libLLVM.so."))
         })
-        .context("the nightly toolchain has no libLLVM.so.* to build bpf-linker against")?;
+        .with_context(|| format!("{tc} has no libLLVM.so.* to build bpf-linker against"))?;
     if !bpf_linker_matches(&libllvm) {
-        eprintln!("setup: installing bpf-linker against the nightly's LLVM {llvm}");
+        eprintln!(
+            "setup: installing bpf-linker {BPF_LINKER_VERSION} against the LLVM {llvm} of {tc}"
+        );
         // Not /tmp: the linker keeps a run path into this folder, so it must outlive reboots.
+        // One folder per toolchain: its links lead to that toolchain's libLLVM only.
         let home = std::env::var_os("HOME")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
-        let prefix = home.join(".cache/rport").join(format!("llvm-{llvm}"));
+        let prefix = home.join(".cache/rport").join(&tc);
         let lib = prefix.join("lib");
         std::fs::create_dir_all(&lib)?;
         for name in [
@@ -282,20 +324,22 @@ fn setup() -> Result<()> {
             let _ = std::fs::remove_file(&link);
             std::os::unix::fs::symlink(&libllvm, &link)?;
         }
+        // --force: the same release may be installed already, linked to another libLLVM.
         run(cargo()
             .env("LLVM_PREFIX", &prefix)
             .args([
                 "install",
                 "bpf-linker",
+                "--force",
                 "--version",
-                "^0.13",
+                BPF_LINKER_VERSION,
                 "--no-default-features",
                 "--features",
             ])
             .arg(format!("llvm-{major}")))?;
         if !bpf_linker_matches(&libllvm) {
             bail!(
-                "bpf-linker was installed but does not link {}",
+                "bpf-linker was installed but does not load {}",
                 libllvm.display()
             );
         }
@@ -330,16 +374,37 @@ fn setup() -> Result<()> {
     Ok(())
 }
 
-/// True when `bpf-linker` runs and is dynamically linked to exactly this libLLVM.
+/// True when `bpf-linker` is the release setup installs and loads exactly this libLLVM
+/// (the file itself, whatever links lead to it), and nothing it needs is missing.
 fn bpf_linker_matches(libllvm: &Path) -> bool {
     let Ok(path) = output(Command::new("sh").args(["-c", "command -v bpf-linker"])) else {
         return false;
     };
-    let Ok(ldd) = output(Command::new("ldd").arg(path.trim())) else {
+    let path = path.trim();
+    let Ok(version) = output(Command::new(path).arg("--version")) else {
         return false;
     };
-    let name = libllvm.file_name().unwrap().to_string_lossy();
-    !ldd.contains("not found") && ldd.contains(name.as_ref())
+    if version.split_whitespace().nth(1) != Some(BPF_LINKER_VERSION) {
+        return false;
+    }
+    let Ok(ldd) = output(Command::new("ldd").arg(path)) else {
+        return false;
+    };
+    let Ok(want) = std::fs::canonicalize(libllvm) else {
+        return false;
+    };
+    // `libLLVM.so.22.1-rust-… => /path/to/it (0x…)`
+    let loaded = ldd.lines().find_map(|l| {
+        let (name, rest) = l.trim().split_once(" => ")?;
+        name.starts_with("libLLVM").then(|| {
+            rest.rsplit_once(" (")
+                .map_or(rest, |(p, _)| p)
+                .trim()
+                .to_string()
+        })
+    });
+    !ldd.contains("not found")
+        && loaded.is_some_and(|p| std::fs::canonicalize(p).is_ok_and(|p| p == want))
 }
 
 unsafe extern "C" {

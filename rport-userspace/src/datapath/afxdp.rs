@@ -20,7 +20,10 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpDesc};
 
-use crate::{datapath::inject::RawSender, observe::dstats::DaemonStats};
+use crate::{
+    datapath::inject::{Batch, RawSender},
+    observe::dstats::DaemonStats,
+};
 
 /// UMEM frame size: a page, so a rewritten request always has tail room.
 pub const FRAME_SIZE: u32 = 4096;
@@ -189,18 +192,18 @@ impl XskQueue {
 
     /// Receives, handles and recycles frames in batches until `stop` is set.
     ///
-    /// `handler(frame, len, sender, now)` (`now`: the batch's receive time, one clock read
+    /// `handler(frame, len, batch, now)` (`now`: the batch's receive time, one clock read
     /// per batch) gets the frame from its first byte to the end of its
-    /// UMEM chunk (so it may grow) and the received length; whatever it queues in `sender`
-    /// must be sent before the frame is reused, which `run` guarantees by flushing before
-    /// refilling.
+    /// UMEM chunk (so it may grow) and the received length, and may queue it in `batch`:
+    /// the frames of one rx batch live as long as its send batch, which `run` flushes and
+    /// ends before the frames go back to the fill ring.
     pub fn run(
         &mut self,
         stop: &AtomicBool,
         stats: &DaemonStats,
         batch_time: &prometheus::Histogram,
         sender: &mut RawSender,
-        mut handler: impl FnMut(&mut [u8], usize, &mut RawSender, Instant),
+        mut handler: impl for<'f> FnMut(&'f mut [u8], usize, &mut Batch<'_, 'f>, Instant),
     ) {
         let mut descs = [XdpDesc {
             addr: 0,
@@ -255,31 +258,37 @@ impl XskQueue {
                 self.kernel_stats(stats);
                 stats_at = t0;
             }
-            for d in &descs[..n] {
-                let chunk = d.addr & !(FRAME_SIZE as u64 - 1);
-                let end = (chunk + FRAME_SIZE as u64).min(self.area.len as u64);
-                if d.addr + d.len as u64 > end {
-                    DaemonStats::add(&stats.bad_frames, 1);
-                    continue;
+            {
+                // The frames handed out below are borrowed for as long as this batch lives;
+                // it ends, flushed, before they go back to the fill ring.
+                let mut batch = sender.batch();
+                for d in &descs[..n] {
+                    let chunk = d.addr & !(FRAME_SIZE as u64 - 1);
+                    let end = (chunk + FRAME_SIZE as u64).min(self.area.len as u64);
+                    if d.addr + d.len as u64 > end {
+                        DaemonStats::add(&stats.bad_frames, 1);
+                        continue;
+                    }
+                    // SAFETY: [addr, end) is inside our UMEM, a chunk of its own (each
+                    // descriptor of the batch is a different chunk), and owned by us until
+                    // we hand it back to the fill ring, after `batch` has ended.
+                    let frame = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            self.area.ptr.as_ptr().add(d.addr as usize),
+                            (end - d.addr) as usize,
+                        )
+                    };
+                    handler(frame, d.len as usize, &mut batch, t0);
+                    if batch.full() {
+                        let f = batch.flush();
+                        DaemonStats::add(&stats.forwarded, f.sent);
+                        DaemonStats::add(&stats.send_errors, f.failed);
+                    }
                 }
-                // SAFETY: [addr, end) is inside our UMEM and owned by us until we hand it back
-                // to the fill ring below.
-                let frame = unsafe {
-                    std::slice::from_raw_parts_mut(
-                        self.area.ptr.as_ptr().add(d.addr as usize),
-                        (end - d.addr) as usize,
-                    )
-                };
-                handler(frame, d.len as usize, sender, t0);
-                if sender.full() {
-                    let f = sender.flush();
-                    DaemonStats::add(&stats.forwarded, f.sent);
-                    DaemonStats::add(&stats.send_errors, f.failed);
-                }
+                let f = batch.flush();
+                DaemonStats::add(&stats.forwarded, f.sent);
+                DaemonStats::add(&stats.send_errors, f.failed);
             }
-            let f = sender.flush();
-            DaemonStats::add(&stats.forwarded, f.sent);
-            DaemonStats::add(&stats.send_errors, f.failed);
             // Every frame of the batch back to the kernel at once. A reservation may get
             // fewer slots than asked (xdpilone answers from its cached view of the kernel's
             // consumer index while that shows any room), so go on until all are back:

@@ -13,7 +13,7 @@ use rport_common::{MAX_QUEUES, maps, role};
 use crate::{
     datapath::{
         afxdp::XskQueue,
-        inject::{self, RawSender},
+        inject::{self, Batch, RawSender},
         loader::{LoadConfig, Loaded},
     },
     observe::{dstats::DaemonStats, nat::NatTracker},
@@ -59,11 +59,11 @@ pub fn in_net(a: IpAddr, (net, len): (IpAddr, u8)) -> bool {
 
 /// Rewrites one request frame in place and queues it on `sender`. Anything that is not a
 /// request rport can rewrite is still a good packet: it goes on unchanged, and is counted.
-pub fn forward_frame(
-    frame: &mut [u8],
+pub fn forward_frame<'f>(
+    frame: &'f mut [u8],
     len: usize,
     force_rport: &[(IpAddr, u8)],
-    sender: &mut RawSender,
+    sender: &mut Batch<'_, 'f>,
     stats: &DaemonStats,
     nat: &NatTracker,
     now: std::time::Instant,
@@ -129,6 +129,8 @@ pub fn forward_frame(
         DaemonStats::add(&stats.bad_frames, 1);
         return;
     };
+    // Done writing: the frame stays queued, unchanged, until the batch is flushed.
+    let frame: &'f [u8] = frame;
     let l3 = h.l3 as usize;
     if sender.push(&frame[l3..l3 + total], inject::destination(&h)) > 0 {
         DaemonStats::add(&stats.fragmented, 1);

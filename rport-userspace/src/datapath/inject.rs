@@ -16,13 +16,15 @@
 //! source: the caller bounds the rewrite so the packet still fits, and forwards the request
 //! unchanged (and counts it) when it would not.
 use std::{
-    mem::size_of,
-    net::IpAddr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    marker::PhantomData,
+    net::{IpAddr, SocketAddr},
+    os::fd::{AsFd as _, FromRawFd as _, OwnedFd},
 };
 
 use anyhow::{Result, bail};
 use rport_ebpf::{csum, parse};
+
+use super::mmsg::{MsgBatch, Refused};
 
 /// Where the parts of a UDP frame are (the XDP program's own parser, on the host).
 pub type Located = parse::Headers;
@@ -155,18 +157,14 @@ const CAP: usize = BATCH + MAX_FRAGS;
 /// Fragments of one datagram at most (a 64 KiB datagram over a 1280-byte MTU needs 52).
 const MAX_FRAGS: usize = 56;
 
-/// One family's pending batch. The `mmsghdr`s point into `iovs` and `addrs`, which are
-/// boxed slices allocated once: they never move, so the pointers stay valid.
-struct Batch {
+/// One family's raw socket and pending datagrams.
+struct Family {
     fd: OwnedFd,
-    msgs: Box<[libc::mmsghdr]>,
-    iovs: Box<[libc::iovec]>,
-    addrs: Box<[libc::sockaddr_in6]>,
-    n: usize,
+    msgs: MsgBatch,
 }
 
-impl Batch {
-    fn new(family: libc::c_int) -> std::io::Result<Batch> {
+impl Family {
+    fn new(family: libc::c_int) -> std::io::Result<Family> {
         // SAFETY: plain socket(2) call; the fd is owned right after.
         let fd = unsafe {
             libc::socket(
@@ -178,97 +176,34 @@ impl Batch {
         if fd < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // SAFETY: fd is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: all-zero is a valid value of these C structs.
-        let mut b = Batch {
-            fd,
-            msgs: (0..CAP).map(|_| unsafe { std::mem::zeroed() }).collect(),
-            iovs: (0..CAP).map(|_| unsafe { std::mem::zeroed() }).collect(),
-            addrs: (0..CAP).map(|_| unsafe { std::mem::zeroed() }).collect(),
-            n: 0,
-        };
-        for i in 0..CAP {
-            b.msgs[i].msg_hdr.msg_iov = &mut b.iovs[i];
-            b.msgs[i].msg_hdr.msg_iovlen = 1;
-            b.msgs[i].msg_hdr.msg_name = &mut b.addrs[i] as *mut _ as *mut libc::c_void;
-        }
-        Ok(b)
+        Ok(Family {
+            // SAFETY: fd is a fresh descriptor we own.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            msgs: MsgBatch::new(CAP),
+        })
     }
 
-    fn push(&mut self, pkt: &[u8], dst: IpAddr) {
-        let i = self.n;
-        self.iovs[i] = libc::iovec {
-            iov_base: pkt.as_ptr() as *mut libc::c_void,
-            iov_len: pkt.len(),
-        };
-        let a = &mut self.addrs[i];
-        let namelen = match dst {
-            IpAddr::V4(v4) => {
-                // SAFETY: sockaddr_in fits in the sockaddr_in6 slot (16 <= 28 bytes).
-                let sin = unsafe { &mut *(a as *mut libc::sockaddr_in6 as *mut libc::sockaddr_in) };
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = 0;
-                sin.sin_addr = libc::in_addr {
-                    s_addr: u32::from_ne_bytes(v4.octets()),
-                };
-                size_of::<libc::sockaddr_in>()
-            }
-            IpAddr::V6(v6) => {
-                a.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                a.sin6_port = 0;
-                a.sin6_addr = libc::in6_addr {
-                    s6_addr: v6.octets(),
-                };
-                size_of::<libc::sockaddr_in6>()
-            }
-        };
-        self.msgs[i].msg_hdr.msg_namelen = namelen as libc::socklen_t;
-        self.n += 1;
-    }
-
-    /// Sends the batch: (sent, failed).
+    /// Sends the batch: (sent, failed). A packet the kernel refuses (no route, EMSGSIZE…)
+    /// is counted and the rest go on.
     fn flush(&mut self) -> (u64, u64) {
-        let (mut sent, mut failed) = (0u64, 0u64);
-        let mut at = 0;
-        while at < self.n {
-            // SAFETY: msgs[at..n] are initialised and point to live buffers (the caller keeps
-            // the packets alive until flush returns).
-            let r = unsafe {
-                libc::sendmmsg(
-                    self.fd.as_raw_fd(),
-                    self.msgs[at..].as_mut_ptr(),
-                    (self.n - at) as u32,
-                    0,
-                )
-            };
-            if r > 0 {
-                sent += r as u64;
-                at += r as usize;
-            } else {
-                // The packet at `at` was refused (no route, EMSGSIZE…): count it, go on.
-                failed += 1;
-                at += 1;
-            }
-        }
-        self.n = 0;
-        (sent, failed)
+        // Never `Stop`, so never an error.
+        let s = self
+            .msgs
+            .send(self.fd.as_fd(), |_| Refused::Skip)
+            .unwrap_or_default();
+        (s.sent, s.skipped)
     }
 }
 
-/// Batching raw-socket sender for both families.
+/// Batching raw-socket sender for both families. Packets are queued and sent through a
+/// [`Batch`], which borrows them until it is flushed.
 pub struct RawSender {
-    v4: Batch,
-    v6: Batch,
+    v4: Family,
+    v6: Family,
     mtu: usize,
     scratch: Box<[u8]>,
     scratch_used: usize,
 }
-
-// SAFETY: the raw pointers in the mmsghdr/iovec arrays point into the sender's own boxed
-// buffers (or into packets queued between push and flush on the same thread); a sender is
-// moved to its worker thread once and used only there.
-unsafe impl Send for RawSender {}
 
 /// What one flush did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -280,9 +215,10 @@ pub struct Flushed {
 impl RawSender {
     /// Opens the raw sockets. `mtu` is the egress MTU toward the servers.
     pub fn new(mtu: usize) -> Result<RawSender> {
-        let v4 = Batch::new(libc::AF_INET)
+        let v4 = Family::new(libc::AF_INET)
             .map_err(|e| anyhow::anyhow!("raw IPv4 socket: {e} (needs CAP_NET_RAW)"))?;
-        let v6 = Batch::new(libc::AF_INET6).map_err(|e| anyhow::anyhow!("raw IPv6 socket: {e}"))?;
+        let v6 =
+            Family::new(libc::AF_INET6).map_err(|e| anyhow::anyhow!("raw IPv6 socket: {e}"))?;
         Ok(RawSender {
             v4,
             v6,
@@ -297,53 +233,111 @@ impl RawSender {
         self.mtu
     }
 
-    /// Whether a batch is full: flush before the next push (which would be dropped).
-    pub fn full(&self) -> bool {
-        self.v4.n >= BATCH || self.v6.n >= BATCH || self.scratch_used > SCRATCH - 70 * 1024
+    /// A batch of sends whose packets live for `'frames`.
+    pub fn batch<'frames>(&mut self) -> Batch<'_, 'frames> {
+        // Whatever an earlier batch left unsent (it was leaked, or dropped unflushed) points
+        // to packets that may be gone: never send it.
+        self.v4.msgs.clear();
+        self.v6.msgs.clear();
+        self.scratch_used = 0;
+        Batch {
+            sender: self,
+            _frames: PhantomData,
+        }
+    }
+}
+
+/// Packets queued on a [`RawSender`], borrowed (`'frames`) until the batch is flushed:
+/// the sender keeps only their addresses, and the kernel reads them in
+/// [`Batch::flush`]. What a batch holds when it goes out of scope unflushed is not sent.
+///
+/// The borrow is what makes this safe: a packet cannot be freed or changed while a batch
+/// that may still send it is alive.
+///
+/// ```no_run
+/// # use rport_userspace::datapath::inject::RawSender;
+/// let mut sender = RawSender::new(1500).unwrap();
+/// let pkt = vec![0x45; 28];
+/// let mut batch = sender.batch();
+/// batch.push(&pkt, "198.51.100.10".parse().unwrap());
+/// batch.flush();
+/// ```
+///
+/// ```compile_fail,E0597
+/// # use rport_userspace::datapath::inject::RawSender;
+/// let mut sender = RawSender::new(1500).unwrap();
+/// let mut batch = sender.batch();
+/// {
+///     let pkt = vec![0x45; 28];
+///     batch.push(&pkt, "198.51.100.10".parse().unwrap());
+/// } // `pkt` freed while queued
+/// batch.flush();
+/// ```
+pub struct Batch<'s, 'frames> {
+    sender: &'s mut RawSender,
+    _frames: PhantomData<&'frames [u8]>,
+}
+
+impl<'frames> Batch<'_, 'frames> {
+    /// Egress MTU the sender fragments to.
+    pub fn mtu(&self) -> usize {
+        self.sender.mtu
     }
 
-    /// Queues the IP packet `pkt` (IPv4 or IPv6, header included) for `dst`. The caller keeps
-    /// `pkt` alive and unchanged until [`RawSender::flush`]. Returns the number of fragments
-    /// when it had to fragment (IPv4 only), else 0.
-    pub fn push(&mut self, pkt: &[u8], dst: IpAddr) -> usize {
+    /// Whether a batch is full: flush before the next push (which would be dropped).
+    pub fn full(&self) -> bool {
+        let s = &self.sender;
+        s.v4.msgs.len() >= BATCH || s.v6.msgs.len() >= BATCH || s.scratch_used > SCRATCH - 70 * 1024
+    }
+
+    /// Queues the IP packet `pkt` (IPv4 or IPv6, header included) for `dst`. Returns the
+    /// number of fragments when it had to fragment (IPv4 only), else 0.
+    pub fn push(&mut self, pkt: &'frames [u8], dst: IpAddr) -> usize {
         if self.full() {
             return 0;
         }
+        let s = &mut *self.sender;
+        // Raw sockets take no port.
+        let to = SocketAddr::new(dst, 0);
         match dst {
             IpAddr::V6(_) => {
-                self.v6.push(pkt, dst);
+                // SAFETY: `pkt` is borrowed for 'frames, which outlives this batch, and
+                // only a batch sends (or clears) the sender's queues.
+                unsafe { s.v6.msgs.push(pkt, to) };
                 0
             }
-            IpAddr::V4(_) if pkt.len() <= self.mtu => {
-                self.v4.push(pkt, dst);
+            IpAddr::V4(_) if pkt.len() <= s.mtu => {
+                // SAFETY: as above.
+                unsafe { s.v4.msgs.push(pkt, to) };
                 0
             }
             IpAddr::V4(_) => {
-                let base = self.scratch_used;
+                let base = s.scratch_used;
                 let mut spans = [(0usize, 0usize); MAX_FRAGS];
-                let Ok(k) = fragment_v4(pkt, self.mtu, &mut self.scratch[base..], &mut spans)
-                else {
+                let Ok(k) = fragment_v4(pkt, s.mtu, &mut s.scratch[base..], &mut spans) else {
                     return 0;
                 };
                 for &(at, len) in &spans[..k] {
-                    // SAFETY: inside the boxed scratch buffer, which is not written again
-                    // until flush has sent these.
-                    let f = unsafe {
-                        std::slice::from_raw_parts(self.scratch.as_ptr().add(base + at), len)
-                    };
-                    self.v4.push(f, dst);
+                    // SAFETY: inside the sender's boxed scratch buffer, which is borrowed
+                    // with the sender for this batch and written only past `scratch_used`
+                    // until a flush has sent these.
+                    unsafe {
+                        let f = std::slice::from_raw_parts(s.scratch.as_ptr().add(base + at), len);
+                        s.v4.msgs.push(f, to);
+                    }
                 }
-                self.scratch_used += spans[..k].last().map_or(0, |(a, l)| a + l);
+                s.scratch_used += spans[..k].last().map_or(0, |(a, l)| a + l);
                 k
             }
         }
     }
 
-    /// Sends everything queued, one `sendmmsg` per family.
+    /// Sends everything queued, one `sendmmsg` per family (more if the kernel refuses some).
     pub fn flush(&mut self) -> Flushed {
-        let (a, b) = self.v4.flush();
-        let (c, d) = self.v6.flush();
-        self.scratch_used = 0;
+        let s = &mut *self.sender;
+        let (a, b) = s.v4.flush();
+        let (c, d) = s.v6.flush();
+        s.scratch_used = 0;
         Flushed {
             sent: a + c,
             failed: b + d,

@@ -23,9 +23,9 @@ use rport_common::role;
 use rport_tests::{
     fixtures::{self, Datapath as _},
     load::{self, GenReport},
-    ns::{Bpffs, Ns, Proc, can_run, sh, unique, veth},
+    ns::{Bpffs, Ns, Proc, can_run, unique},
     sip::{KAMAILIO_MODULES, kamailio_command, run_bounded},
-    topo::{GW_INSIDE, GW_OUTSIDE, Rport},
+    topo::{GW_INSIDE, GW_OUTSIDE, Rport, forwarding, server_leg, wire},
     xdp::*,
 };
 
@@ -253,19 +253,16 @@ impl Bed {
             load_limited: false,
             steps: Vec::new(),
         };
-        veth(&b.client, "c0", &b.gw, GW_OUTSIDE)?;
-        veth(&b.gw, GW_INSIDE, &b.server, "s0")?;
-        b.client
-            .ip(&["addr", "add", "203.0.113.50/24", "dev", "c0"])?;
-        b.client
-            .ip(&["route", "add", "default", "via", "203.0.113.1"])?;
-        b.gw.ip(&["addr", "add", "203.0.113.1/24", "dev", GW_OUTSIDE])?;
-        b.gw.ip(&["addr", "add", "198.51.100.1/24", "dev", GW_INSIDE])?;
-        b.server
-            .ip(&["addr", "add", "198.51.100.10/24", "dev", "s0"])?;
-        b.server
-            .ip(&["route", "add", "default", "via", "198.51.100.1"])?;
-        sh(b.gw.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]))?;
+        wire(
+            &b.client,
+            "c0",
+            "203.0.113.50",
+            &b.gw,
+            GW_OUTSIDE,
+            "203.0.113.1",
+        )?;
+        server_leg(&b.gw, &b.server)?;
+        forwarding(&b.gw)?;
         let mut c = b.server.cmd(bench);
         c.args(["respond", TARGET]);
         b.responder = Some(Proc::spawn(c, "responder", &b.dir.join("responder.log"))?);
