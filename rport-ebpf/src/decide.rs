@@ -493,3 +493,683 @@ fn response<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, iface: IfaceConf, ma
         port: b.src_port,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use core::cell::Cell;
+
+    use super::*;
+    use crate::{model::frames::*, parse::headers};
+    use Counter::*;
+    use rport_common::hash::transaction_key;
+
+    /// Lookups with fixed answers that record which were asked.
+    #[derive(Default)]
+    struct Fake {
+        iface: Option<IfaceConf>,
+        force: bool,
+        binding: Option<Binding>,
+        now: u64,
+        asked: Cell<u32>,
+    }
+    const IFACE: u32 = 1;
+    const FORCE: u32 = 2;
+    const BINDING: u32 = 4;
+    const NOW: u32 = 8;
+
+    impl Fake {
+        fn role(role: u32) -> Fake {
+            Fake {
+                iface: Some(IfaceConf { slot: 3, role }),
+                now: 1000,
+                ..Fake::default()
+            }
+        }
+        fn ask(&self, what: u32) {
+            self.asked.set(self.asked.get() | what);
+        }
+    }
+
+    impl Lookups for Fake {
+        fn iface(&self) -> Option<IfaceConf> {
+            self.ask(IFACE);
+            self.iface
+        }
+        fn force_rport(&self, _src: &[u8; 16]) -> bool {
+            self.ask(FORCE);
+            self.force
+        }
+        fn binding(&self, _key: u64) -> Option<&Binding> {
+            self.ask(BINDING);
+            self.binding.as_ref()
+        }
+        fn now(&self) -> u64 {
+            self.ask(NOW);
+            self.now
+        }
+    }
+
+    /// A slice that counts the reads made through it.
+    struct Counted<'a>(&'a [u8], Cell<u32>);
+
+    impl Packet for Counted<'_> {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn read<T: crate::pkt::Plain>(&self, off: usize) -> Option<T> {
+            self.1.set(self.1.get() + 1);
+            self.0.read(off)
+        }
+    }
+
+    const SIP: u16 = 5060;
+    const AT: Ingress = Ingress {
+        ifindex: 7,
+        rx_queue: 5,
+    };
+    const NAT_VIA: &str = "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport";
+
+    fn classify_frame(f: &[u8], sip: &[u16]) -> (Result<Msg, Outcome>, u32) {
+        let h = headers(f).unwrap();
+        let p = Counted(f, Cell::new(0));
+        let r = classify(
+            &p,
+            &h,
+            h.payload as usize,
+            sip.contains(&h.dport),
+            sip.contains(&h.sport),
+        );
+        (r, p.1.get())
+    }
+
+    #[test]
+    fn classify_by_ports_and_first_bytes() {
+        let req = Ok(Kind::Request);
+        let resp = Ok(Kind::Response);
+        let ka = |k| Err(Outcome::Keepalive(k));
+        let other = Err(Outcome::NotSipOnSipPort);
+        let mut stun = vec![0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42];
+        stun.resize(20, 7);
+        for (name, sport, dport, payload, want) in [
+            (
+                "request to a SIP port",
+                40000,
+                SIP,
+                &b"OPTIONS sip:x SIP/2.0\r\n"[..],
+                req,
+            ),
+            (
+                "response from a SIP port",
+                SIP,
+                40000,
+                b"SIP/2.0 200 OK\r\n",
+                resp,
+            ),
+            (
+                "response between SIP ports",
+                SIP,
+                SIP,
+                b"SIP/2.0 200 OK\r\n",
+                resp,
+            ),
+            // A status line toward a SIP port from elsewhere starts with a capital:
+            // counted as a request (the scan then looks for its Via).
+            (
+                "status line to a SIP port",
+                40000,
+                SIP,
+                b"SIP/2.0 200 OK\r\n",
+                req,
+            ),
+            (
+                "request from a SIP port only",
+                SIP,
+                40000,
+                b"OPTIONS sip:x SIP/2.0\r\n",
+                other,
+            ),
+            (
+                "lower case",
+                40000,
+                SIP,
+                b"options sip:x SIP/2.0\r\n",
+                other,
+            ),
+            ("7 bytes of a method", 40000, SIP, b"OPTIONS", other),
+            ("CRLF", 40000, SIP, b"\r\n", ka(Keepalive::Crlf)),
+            ("CRLFCRLF", 40000, SIP, b"\r\n\r\n", ka(Keepalive::Crlf)),
+            ("four zeros", 40000, SIP, &[0, 0, 0, 0], ka(Keepalive::Zero)),
+            ("STUN", 40000, SIP, &stun, ka(Keepalive::Stun)),
+            ("STUN cut to 19 bytes", 40000, SIP, &stun[..19], other),
+            ("LF CR", 40000, SIP, b"\n\r", other),
+            ("three CRLFs", 40000, SIP, b"\r\n\r\n\r\n", other),
+            ("empty", 40000, SIP, b"", other),
+        ] {
+            let f = udp4(NAT_V4, sport, SERVER_V4, dport, payload);
+            let (r, reads) = classify_frame(&f, &[SIP]);
+            assert_eq!(r.map(|m| m.kind), want, "{name}");
+            assert!(reads <= 1, "{name}: {reads} reads");
+        }
+    }
+
+    #[test]
+    fn classify_reads_no_payload_off_sip_ports() {
+        let f = udp4(NAT_V4, 40000, SERVER_V4, 53, b"OPTIONS sip:x SIP/2.0\r\n");
+        assert_eq!(classify_frame(&f, &[SIP]), (Err(Outcome::NotSip), 0));
+        // The same frame with 53 as a SIP port.
+        assert!(classify_frame(&f, &[53]).0.is_ok());
+    }
+
+    #[test]
+    fn msg_carries_the_frame_facts() {
+        let f = udp6(CLIENT_V6, 5060, SERVER_V6, SIP, &register(NAT_VIA));
+        let (r, _) = classify_frame(&f, &[SIP]);
+        let m = r.unwrap();
+        assert_eq!(
+            (m.ipv6, m.vlan, m.short, m.first_fragment),
+            (true, false, false, false)
+        );
+        let mut f = udp4(NAT_V4, 5060, SERVER_V4, SIP, &register(NAT_VIA));
+        f.truncate(f.len() - 10);
+        let m = classify_frame(&f, &[SIP]).0.unwrap();
+        assert!(m.short && !m.ipv6);
+    }
+
+    /// Parse, classify, scan and decide, as the program does.
+    fn outcome(f: &[u8], maps: &Fake, at: Ingress) -> Outcome {
+        let h = headers(f).unwrap();
+        let p: &[u8] = f;
+        let msg = classify(&p, &h, h.payload as usize, true, h.sport == SIP).unwrap();
+        let payload = &f[h.payload as usize..][..h.payload_len as usize];
+        decide(msg, &h, &Scan::run_chunked(payload), at, maps)
+    }
+
+    fn nat_req(via: &str) -> Vec<u8> {
+        udp4(NAT_V4, NAT_PORT, SERVER_V4, SIP, &register(via))
+    }
+
+    fn msg4() -> Msg {
+        Msg {
+            kind: Kind::Request,
+            short: false,
+            first_fragment: false,
+            ipv6: false,
+            vlan: false,
+        }
+    }
+
+    #[test]
+    fn no_usable_via_needs_no_lookup() {
+        let maps = Fake::role(role::INSIDE);
+        let m = msg4();
+        assert_eq!(
+            outcome(&nat_req("X-Nothing: here"), &maps, AT),
+            Outcome::NoVia(m)
+        );
+        let pad = format!("X-Pad: {}\r\n{NAT_VIA}", "a".repeat(1600));
+        assert_eq!(
+            outcome(&nat_req(&pad), &maps, AT),
+            Outcome::ViaBeyondWindow(m)
+        );
+        // Past the window, but the headers ended inside it: simply no Via.
+        let mut long = b"OPTIONS sip:x SIP/2.0\r\nX-A: b\r\n\r\n".to_vec();
+        long.resize(1700, b'x');
+        let f = udp4(NAT_V4, NAT_PORT, SERVER_V4, SIP, &long);
+        assert_eq!(outcome(&f, &maps, AT), Outcome::NoVia(m));
+        let bad = "Via: SIP/2.0/UDP 192.168.1.50:50x60;branch=z9hG4bK-1";
+        assert_eq!(outcome(&nat_req(bad), &maps, AT), Outcome::MalformedVia(m));
+        assert_eq!(maps.asked.get(), 0);
+    }
+
+    #[test]
+    fn request_from_inside_is_counted_not_recorded() {
+        let maps = Fake::role(role::INSIDE);
+        let o = outcome(&nat_req(NAT_VIA), &maps, AT);
+        let fl = flags::RPORT_EMPTY
+            | flags::MAGIC_COOKIE
+            | flags::SENT_BY_PRIVATE
+            | flags::SENT_BY_DIFFERS
+            | flags::PORT_DIFFERS;
+        assert_eq!(
+            o,
+            Outcome::RequestFromInside {
+                msg: msg4(),
+                flags: fl
+            }
+        );
+        // Neither the bindings nor the clock.
+        assert_eq!(maps.asked.get(), IFACE | FORCE);
+    }
+
+    fn record(o: Outcome) -> (u64, Binding, bool, Then) {
+        match o {
+            Outcome::Record {
+                key,
+                binding,
+                new,
+                then,
+                ..
+            } => (key, binding, new, then),
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn new_request_from_outside() {
+        let maps = Fake::role(role::OUTSIDE);
+        let (key, b, new, then) = record(outcome(&nat_req(NAT_VIA), &maps, AT));
+        assert_eq!(key, transaction_key(b"z9hG4bK-1", b"", 0, b""));
+        assert!(new);
+        assert_eq!(then, Then::ToUserspace(3 * MAX_QUEUES + 5));
+        assert_eq!(
+            b,
+            Binding {
+                src_addr: v4m(NAT_V4),
+                dst_addr: v4m(SERVER_V4),
+                first_seen_ns: 1000,
+                last_seen_ns: 1000,
+                src_port: NAT_PORT,
+                dst_port: SIP,
+                sent_by_port: 5060,
+                ifindex: 7,
+                flags: flags::RPORT_EMPTY
+                    | flags::MAGIC_COOKIE
+                    | flags::SENT_BY_PRIVATE
+                    | flags::SENT_BY_DIFFERS
+                    | flags::PORT_DIFFERS,
+                requests: 1,
+                sent_by_v4: PHONE_V4,
+                ..Binding::default()
+            }
+        );
+        assert_eq!(maps.asked.get(), IFACE | FORCE | BINDING | NOW);
+    }
+
+    #[test]
+    fn retransmission_keeps_first_seen_and_counts_requests() {
+        let old = Binding {
+            first_seen_ns: 5,
+            last_seen_ns: 6,
+            requests: 3,
+            ..Binding::default()
+        };
+        let mut maps = Fake {
+            binding: Some(old),
+            ..Fake::role(role::OUTSIDE)
+        };
+        let (_, b, new, _) = record(outcome(&nat_req(NAT_VIA), &maps, AT));
+        assert_eq!(
+            (b.first_seen_ns, b.last_seen_ns, b.requests, new),
+            (5, 1000, 4, false)
+        );
+        maps.binding = Some(Binding {
+            requests: u32::MAX,
+            ..old
+        });
+        let (_, b, new, _) = record(outcome(&nat_req(NAT_VIA), &maps, AT));
+        assert_eq!((b.requests, new), (u32::MAX, false));
+    }
+
+    #[test]
+    fn what_a_request_needs() {
+        let outside = Fake::role(role::OUTSIDE);
+        let then = |f: &[u8], maps: &Fake, at| record(outcome(f, maps, at)).3;
+        let to_daemon = Then::ToUserspace(3 * MAX_QUEUES + 5);
+        // Sent-by is the source and no rport: nothing to add.
+        let exact = "Via: SIP/2.0/UDP 203.0.113.1:32415;branch=z9hG4bK-e";
+        assert_eq!(then(&nat_req(exact), &outside, AT), Then::Pass);
+        // ... unless the source is in a force-rport network.
+        let forced = Fake {
+            force: true,
+            ..Fake::role(role::OUTSIDE)
+        };
+        let (_, b, _, t) = record(outcome(&nat_req(exact), &forced, AT));
+        assert_eq!(
+            (t, b.flags & flags::FORCE_RPORT),
+            (to_daemon, flags::FORCE_RPORT)
+        );
+        // rport=N or received= already there: the values are still rewritten.
+        let valued = "Via: SIP/2.0/UDP 203.0.113.1:32415;rport=1;branch=z9hG4bK-e";
+        assert_eq!(then(&nat_req(valued), &outside, AT), to_daemon);
+        // Sent-by differs, no rport: `received` is due.
+        let differs = "Via: SIP/2.0/UDP 192.168.1.50:32415;branch=z9hG4bK-e";
+        assert_eq!(then(&nat_req(differs), &outside, AT), to_daemon);
+        // A first fragment is recorded but never rewritten.
+        let mut frag = nat_req(NAT_VIA);
+        frag[20] = 0x20;
+        let (_, b, _, t) = record(outcome(&frag, &outside, AT));
+        assert_eq!(
+            (t, b.flags & flags::FRAGMENT),
+            (Then::Pass, flags::FRAGMENT)
+        );
+        // No AF_XDP socket for an rx queue beyond the XSKMAP's.
+        let at = Ingress {
+            rx_queue: MAX_QUEUES,
+            ..AT
+        };
+        assert_eq!(then(&nat_req(NAT_VIA), &outside, at), Then::QueueOutOfRange);
+        // An interface rport was not told about: outside, slot 0.
+        let unknown = Fake {
+            now: 1,
+            ..Fake::default()
+        };
+        assert_eq!(then(&nat_req(NAT_VIA), &unknown, AT), Then::ToUserspace(5));
+    }
+
+    #[test]
+    fn ipv6_sent_by_is_left_to_userspace() {
+        let maps = Fake::role(role::OUTSIDE);
+        // An IPv6 literal: not compared here (text forms vary), but always rewritten.
+        let via = "Via: SIP/2.0/UDP [2001:db8:1::50]:5060;branch=z9hG4bK-6";
+        let f = udp6(CLIENT_V6, SIP, SERVER_V6, SIP, &register(via));
+        let (_, b, _, t) = record(outcome(&f, &maps, AT));
+        assert_eq!(
+            b.flags & (flags::SENT_BY_DIFFERS | flags::IPV6),
+            flags::IPV6
+        );
+        assert_eq!(t, Then::ToUserspace(3 * MAX_QUEUES + 5));
+        assert_eq!(b.sent_by_v4, [0; 4]);
+        // An IPv4 sent-by over IPv6 always differs from the source.
+        let f = udp6(CLIENT_V6, SIP, SERVER_V6, SIP, &register(NAT_VIA));
+        let (_, b, _, _) = record(outcome(&f, &maps, AT));
+        assert_ne!(b.flags & flags::SENT_BY_DIFFERS, 0);
+    }
+
+    fn recorded() -> Binding {
+        Binding {
+            src_addr: v4m(NAT_V4),
+            src_port: NAT_PORT,
+            dst_addr: v4m(SERVER_V4),
+            dst_port: SIP,
+            ..Binding::default()
+        }
+    }
+
+    #[test]
+    fn responses() {
+        const V: &str =
+            "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;received=203.0.113.1;rport=32415";
+        let resp = |src, sport, dst, dport| udp4(src, sport, dst, dport, &ok_response(V));
+        let m = Msg {
+            kind: Kind::Response,
+            ..msg4()
+        };
+        let inside = Fake {
+            binding: Some(recorded()),
+            ..Fake::role(role::INSIDE)
+        };
+        let legacy = resp(SERVER_V4, SIP, PHONE_V4, SIP);
+        assert_eq!(
+            outcome(&legacy, &inside, AT),
+            Outcome::Steer {
+                msg: m,
+                addr: v4m(NAT_V4),
+                port: NAT_PORT
+            }
+        );
+        // Never the force-rport networks, nor the clock.
+        assert_eq!(inside.asked.get(), IFACE | BINDING);
+        // The NAT's address but another port: not the mapping, steered.
+        let half = resp(SERVER_V4, SIP, NAT_V4, SIP);
+        assert!(matches!(outcome(&half, &inside, AT), Outcome::Steer { .. }));
+        let aware = resp(SERVER_V4, SIP, NAT_V4, NAT_PORT);
+        assert_eq!(
+            outcome(&aware, &inside, AT),
+            Outcome::ResponseAlreadyCorrect(m)
+        );
+        // Already correct is checked before the interface: also on an outside one.
+        let outside = Fake {
+            binding: Some(recorded()),
+            ..Fake::role(role::OUTSIDE)
+        };
+        assert_eq!(
+            outcome(&aware, &outside, AT),
+            Outcome::ResponseAlreadyCorrect(m)
+        );
+        assert_eq!(
+            outcome(&legacy, &outside, AT),
+            Outcome::ResponseNotFromInside(m)
+        );
+        for other in [
+            resp([198, 51, 100, 99], SIP, PHONE_V4, SIP),
+            resp(SERVER_V4, 5080, PHONE_V4, SIP),
+        ] {
+            // 5080 as a SIP port too, so the frame is still a response.
+            let h = headers(&other).unwrap();
+            let p: &[u8] = &other;
+            let msg = classify(&p, &h, h.payload as usize, false, true).unwrap();
+            let payload = &other[h.payload as usize..][..h.payload_len as usize];
+            let o = decide(msg, &h, &Scan::run_chunked(payload), AT, &inside);
+            assert_eq!(o, Outcome::ResponseSourceMismatch(m));
+        }
+        let none = Fake::role(role::INSIDE);
+        assert_eq!(outcome(&legacy, &none, AT), Outcome::ResponseNoBinding(m));
+    }
+
+    fn set(c: &[Counter]) -> Counters {
+        let mut s = Counters::new();
+        for c in c {
+            s.push(*c);
+        }
+        s
+    }
+
+    #[test]
+    fn counters_of_each_outcome() {
+        let ok = Done {
+            stored: true,
+            delivered: true,
+        };
+        let none = Done::default();
+        let req = msg4();
+        let resp = Msg {
+            kind: Kind::Response,
+            ..req
+        };
+        let every = Msg {
+            short: true,
+            first_fragment: true,
+            ipv6: true,
+            vlan: true,
+            ..req
+        };
+        let nat = flags::RPORT_EMPTY
+            | flags::SENT_BY_PRIVATE
+            | flags::SENT_BY_DIFFERS
+            | flags::PORT_DIFFERS;
+        let rec = |msg, fl, new, then| Outcome::Record {
+            msg,
+            key: 1,
+            binding: Binding {
+                flags: fl,
+                ..Binding::default()
+            },
+            new,
+            then,
+        };
+        let steer = Outcome::Steer {
+            msg: resp,
+            addr: [0; 16],
+            port: 1,
+        };
+        for (o, done, want) in [
+            (
+                Outcome::Parse(ParseError::NotUdp),
+                none,
+                &[Packets, NonSip][..],
+            ),
+            (Outcome::NotSip, none, &[Packets, NonSip]),
+            (
+                Outcome::Parse(ParseError::Truncated),
+                none,
+                &[Packets, Truncated],
+            ),
+            (
+                Outcome::Parse(ParseError::LaterFragment),
+                none,
+                &[Packets, IpFragment],
+            ),
+            (
+                Outcome::Parse(ParseError::Ipv6Fragment),
+                none,
+                &[Packets, IpFragment],
+            ),
+            (
+                Outcome::Keepalive(Keepalive::Crlf),
+                none,
+                &[Packets, KeepaliveCrlf],
+            ),
+            (
+                Outcome::Keepalive(Keepalive::Zero),
+                none,
+                &[Packets, KeepaliveZero],
+            ),
+            (
+                Outcome::Keepalive(Keepalive::Stun),
+                none,
+                &[Packets, KeepaliveStun],
+            ),
+            (Outcome::NotSipOnSipPort, none, &[Packets, NonSipOnSipPort]),
+            (Outcome::NoVia(req), none, &[Packets, SipRequests, NoVia]),
+            (
+                Outcome::ViaBeyondWindow(resp),
+                none,
+                &[Packets, SipResponses, ViaBeyondWindow],
+            ),
+            (
+                Outcome::MalformedVia(every),
+                none,
+                &[
+                    Packets,
+                    SipRequests,
+                    Truncated,
+                    IpFragment,
+                    Ipv6,
+                    Vlan,
+                    MalformedVia,
+                ],
+            ),
+            (
+                Outcome::RequestFromInside {
+                    msg: req,
+                    flags: nat | flags::FORCE_RPORT,
+                },
+                none,
+                &[
+                    Packets,
+                    SipRequests,
+                    RportEmpty,
+                    SentByDiffers,
+                    SourcePortDiffers,
+                    SentByPrivate,
+                    ForceRport,
+                    RequestFromInside,
+                ],
+            ),
+            (
+                rec(req, nat, true, Then::ToUserspace(0)),
+                Done {
+                    stored: true,
+                    delivered: false,
+                },
+                &[
+                    Packets,
+                    SipRequests,
+                    RportEmpty,
+                    SentByDiffers,
+                    SourcePortDiffers,
+                    SentByPrivate,
+                    BindingRecorded,
+                    BindingNew,
+                    UserspaceUnavailable,
+                ],
+            ),
+            (
+                rec(req, 0, false, Then::ToUserspace(0)),
+                ok,
+                &[Packets, SipRequests, NoRport, BindingRecorded, ToUserspace],
+            ),
+            (
+                rec(req, flags::RPORT_VALUE | flags::RECEIVED, false, Then::Pass),
+                ok,
+                &[
+                    Packets,
+                    SipRequests,
+                    RportWithValue,
+                    ReceivedPresent,
+                    BindingRecorded,
+                    RequestUnchanged,
+                ],
+            ),
+            (
+                rec(req, flags::SENT_BY_CGNAT, true, Then::QueueOutOfRange),
+                ok,
+                &[
+                    Packets,
+                    SipRequests,
+                    NoRport,
+                    SentByCgnat,
+                    BindingRecorded,
+                    BindingNew,
+                    UserspaceUnavailable,
+                ],
+            ),
+            // A refused write: neither recorded nor new.
+            (
+                rec(req, flags::SENT_BY_NAME, true, Then::Pass),
+                none,
+                &[
+                    Packets,
+                    SipRequests,
+                    NoRport,
+                    SentByName,
+                    BindingUpdateFailed,
+                    RequestUnchanged,
+                ],
+            ),
+            (
+                Outcome::ResponseNoBinding(resp),
+                none,
+                &[Packets, SipResponses, ResponseNoBinding],
+            ),
+            (
+                Outcome::ResponseAlreadyCorrect(resp),
+                none,
+                &[Packets, SipResponses, ResponseAlreadyCorrect],
+            ),
+            (
+                Outcome::ResponseNotFromInside(resp),
+                none,
+                &[Packets, SipResponses, ResponseNotFromInside],
+            ),
+            (
+                Outcome::ResponseSourceMismatch(resp),
+                none,
+                &[Packets, SipResponses, ResponseSourceMismatch],
+            ),
+            (steer, ok, &[Packets, SipResponses, ResponseSteered]),
+            (steer, none, &[Packets, SipResponses, Truncated]),
+        ] {
+            assert_eq!(o.counters(done), set(want), "{o:?} {done:?}");
+        }
+    }
+
+    #[test]
+    fn counters_set_basics() {
+        let mut c = Counters::new();
+        c.push_if(false, Vlan);
+        assert_eq!(c, Counters::default());
+        c.push_if(true, Vlan);
+        c.push(Packets);
+        c.push(ResponseSourceMismatch);
+        assert_eq!(
+            c.iter().collect::<Vec<_>>(),
+            [Packets, Vlan, ResponseSourceMismatch]
+        );
+        assert_eq!(
+            c.bits(),
+            1 | 1 << Vlan as u32 | 1 << ResponseSourceMismatch as u32
+        );
+        assert!(c.contains(Vlan) && !c.contains(Ipv6));
+    }
+}
