@@ -64,7 +64,7 @@ counters! {
     NoVia = "no_via", "errors";
     /// SIP messages whose headers go past the scan window without a Via.
     ViaBeyondWindow = "via_beyond_window", "errors";
-    /// Top Via present but unusable (no sent-by, no branch, bad port).
+    /// Top Via present but unusable (no sent-by host, a port that is not a number up to 65535, junk where a separator belongs, or cut off by the end of the payload or of the scan window).
     MalformedVia = "malformed_via", "errors";
     /// Bindings written (new or refreshed) for a request.
     BindingRecorded = "binding_recorded", "nat";

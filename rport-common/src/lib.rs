@@ -17,7 +17,8 @@ pub mod maps {
     pub const BINDINGS: &str = "BINDINGS";
     /// `PerCpuArray<u64>`: one slot per [`crate::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
-    /// `HashMap<u16, u8>`: UDP ports that carry SIP (host byte order), value 1.
+    /// `Array<u8>` of 65,536 entries, indexed by UDP port (host byte order): 1 for a
+    /// port that carries SIP, 0 for any other.
     pub const SIP_PORTS: &str = "SIP_PORTS";
     /// `HashMap<u32, IfaceConf>`: interfaces rport is attached to, by ifindex.
     pub const IFACES: &str = "IFACES";

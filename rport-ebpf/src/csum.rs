@@ -1,7 +1,10 @@
-//! Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+//! Internet checksum (RFC 1071) and its incremental update (RFC 1624), and the one
+//! rewrite that uses them in XDP: [`steer`].
 //!
 //! A steered response only changes its destination address and port, so the IPv4 header
 //! checksum and the UDP checksum are patched rather than recomputed over the payload.
+
+use crate::pkt::PacketMut;
 
 /// Folds a 32-bit one's-complement sum into 16 bits.
 #[inline(always)]
@@ -29,6 +32,57 @@ pub fn update_words<const N: usize>(mut hc: u16, old: &[u8; N], new: &[u8; N]) -
         i += 2;
     }
     hc
+}
+
+/// Rewrites a response's destination address and port to `addr` (16-byte encoding,
+/// IPv4-mapped for IPv4) and `port`, patching the IPv4 header and UDP checksums; the
+/// kernel then routes it to the client's NAT mapping (RFC 3581 §4). `l3`, `l4`: offsets
+/// of the IP and UDP headers ([`crate::parse::Headers`]).
+///
+/// Both headers are bounds-checked before the first write: a frame too short for either
+/// is left as it was, and `None` says so.
+#[inline(always)]
+pub fn steer<P: PacketMut>(
+    p: &mut P,
+    l3: usize,
+    l4: usize,
+    ipv6: bool,
+    addr: &[u8; 16],
+    port: u16,
+) -> Option<()> {
+    let udp = p.read::<[u8; 8]>(l4)?;
+    let old_port = [udp[2], udp[3]];
+    let new_port = port.to_be_bytes();
+    let mut uc = u16::from_be_bytes([udp[6], udp[7]]);
+    if ipv6 {
+        let ip = p.bytes_mut::<40>(l3)?;
+        let mut old = [0u8; 16];
+        old.copy_from_slice(&ip[24..40]);
+        uc = update_words(uc, &old, addr);
+        uc = update_words(uc, &old_port, &new_port);
+        // 0 is not a valid UDP checksum over IPv6 (RFC 8200 §8.1); its one's-complement
+        // twin, all ones, means the same sum.
+        if uc == 0 {
+            uc = 0xffff;
+        }
+        ip[24..40].copy_from_slice(addr);
+    } else {
+        let ip = p.bytes_mut::<20>(l3)?;
+        let old = [ip[16], ip[17], ip[18], ip[19]];
+        let new = [addr[12], addr[13], addr[14], addr[15]];
+        let ipc = update_words(u16::from_be_bytes([ip[10], ip[11]]), &old, &new);
+        if uc != 0 {
+            // 0 means "no checksum" for UDP over IPv4: leave it so.
+            uc = update_words(uc, &old, &new);
+            uc = update_words(uc, &old_port, &new_port);
+        }
+        ip[10..12].copy_from_slice(&ipc.to_be_bytes());
+        ip[16..20].copy_from_slice(&new);
+    }
+    let udp = p.bytes_mut::<8>(l4)?;
+    udp[2..4].copy_from_slice(&new_port);
+    udp[6..8].copy_from_slice(&uc.to_be_bytes());
+    Some(())
 }
 
 /// Full RFC 1071 checksum over `data`, starting from the partial sum `sum` (host use and tests).

@@ -155,6 +155,32 @@ pub fn parse<P: Packet>(p: &P, h: &mut Headers) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// The first payload bytes the decision looks at ([`crate::decide::classify`]): all 8 when the
+/// payload has that many, else its first 4 or 2 (enough for the keep-alives), zero after
+/// them. `off` and `len` are [`Headers::payload`] and [`Headers::payload_len`].
+///
+/// One read of the size needed: the payload length never exceeds the frame, so it cannot
+/// fail, and the decision is a function of `len` and these bytes alone.
+#[inline(always)]
+pub fn payload_head<P: Packet>(p: &P, off: usize, len: u16) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    if len >= 8 {
+        if let Some(x) = p.read::<[u8; 8]>(off) {
+            b = x;
+        }
+    } else if len >= 4 {
+        if let Some([b0, b1, b2, b3]) = p.read::<[u8; 4]>(off) {
+            b[..4].copy_from_slice(&[b0, b1, b2, b3]);
+        }
+    } else if len >= 2 {
+        if let Some([b0, b1]) = p.read::<[u8; 2]>(off) {
+            b[0] = b0;
+            b[1] = b1;
+        }
+    }
+    b
+}
+
 /// Host convenience: parse into a fresh [`Headers`].
 #[cfg(not(target_arch = "bpf"))]
 pub fn headers(p: &[u8]) -> Result<Headers, ParseError> {
@@ -274,26 +300,36 @@ mod tests {
         }
     }
 
+    /// How many payload bytes `payload_head` returns for a payload of `len` bytes.
+    fn head_len(len: u16) -> usize {
+        match len {
+            8.. => 8,
+            4..8 => 4,
+            2..4 => 2,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn payload_head_reads_what_classify_needs() {
+        let frame: Vec<u8> = (1..=20).collect();
+        let p: &[u8] = &frame;
+        for len in 0..=12u16 {
+            let head = payload_head(&p, 10, len);
+            let n = head_len(len);
+            assert_eq!(head[..n], frame[10..10 + n], "len {len}");
+            assert!(head[n..].iter().all(|b| *b == 0), "len {len}: {head:?}");
+        }
+        // Past the end of the frame: nothing read, all zero (the parser never asks this).
+        assert_eq!(payload_head(&p, 15, 8), [0; 8]);
+    }
+
     #[test]
     fn v4_mapped_layout() {
         assert_eq!(
             v4_mapped([192, 0, 2, 1]),
             [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 1]
         );
-    }
-
-    #[test]
-    fn slice_packet_bounds() {
-        let b: &[u8] = &[1, 2, 3, 4];
-        assert_eq!(Packet::len(&b), 4);
-        assert_eq!(b.u8_at(3), Some(4));
-        assert_eq!(b.u8_at(4), None);
-        assert_eq!(b.be16(2), Some(0x0304));
-        assert_eq!(b.be16(3), None);
-        assert_eq!(b.read::<[u8; 4]>(0), Some([1, 2, 3, 4]));
-        assert_eq!(b.read::<[u8; 4]>(1), None);
-        assert_eq!(b.read::<u8>(usize::MAX), None);
-        assert_eq!(b.read::<[u8; 2]>(usize::MAX - 1), None);
     }
 
     #[test]
@@ -686,6 +722,11 @@ mod tests {
                     "{h:?}"
                 );
                 assert!(h.payload as usize <= f.len(), "{h:?}");
+                // The head read never fails on what the parser accepted.
+                let head = payload_head(&f, h.payload as usize, h.payload_len);
+                let n = head_len(h.payload_len);
+                assert_eq!(head[..n], f[h.payload as usize..][..n], "{h:?}");
+                assert!(head[n..].iter().all(|b| *b == 0), "{h:?}");
             }
         }
         assert!(oks > 100, "{oks}");
