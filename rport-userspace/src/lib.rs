@@ -36,8 +36,12 @@ pub mod datapath {
 }
 
 pub mod sip {
-    //! SIP message handling: the top-Via rewrite.
+    //! SIP message handling: the headers ([`headers`]: framing, lookup, Call-ID), the top
+    //! Via ([`via`]: the parser, the same grammar as the XDP scanner's) and the RFC 3581
+    //! edit of it ([`rewrite`]).
+    pub mod headers;
     pub mod rewrite;
+    pub mod via;
 }
 
 pub mod observe {

@@ -10,17 +10,28 @@
 //!   duplicated; the sent-by, every other header and the body are left alone, so
 //!   Content-Length stays right;
 //! - IPv6: `received` is written without brackets; a sent-by `[v6]:port` is compared as an
-//!   address, not as text.
+//!   address, not as text;
+//! - a top Via that does not follow the grammar ([`super::via`], the one the XDP scanner
+//!   shares) is never edited: the request goes on as it came.
 //!
 //! Only the first value of the first Via header is touched, whether the next value is on
-//! the same line or on another Via line. Folded lines and whitespace around `/ : ; =` are
-//! legal SIP and accepted. Nothing here allocates: edits are computed first (so a message
-//! that would not fit is left untouched), then applied right to left with `copy_within`.
+//! the same line or on another Via line. Nothing here allocates: the edits are ranges of
+//! the message and the parameter that replaces each, measured first (so a message that
+//! would not fit is left untouched), then applied right to left, each parameter written
+//! straight into its place.
 use std::{
     io::{Read as _, Write as _},
     net::{IpAddr, SocketAddr},
     ops::Range,
     process::ExitCode,
+};
+
+/// The Call-ID lookup the daemon uses for messages the rewrite refused; it lives with the
+/// header framing, and is here too so that callers of the rewrite need one module only.
+pub use super::headers::call_id;
+use super::{
+    headers,
+    via::{self, ViaError},
 };
 
 /// The packet's source as seen on the wire.
@@ -44,7 +55,7 @@ pub enum RewriteError {
     NotSip,
     /// A SIP message without a Via header.
     NoVia,
-    /// The top Via has no usable sent-protocol or sent-by.
+    /// The top Via does not follow the Via grammar.
     MalformedVia,
     /// The rewritten message would not fit in the buffer.
     NoRoom,
@@ -58,7 +69,7 @@ impl std::fmt::Display for RewriteError {
             }
             RewriteError::NoVia => "SIP message without a Via header",
             RewriteError::MalformedVia => {
-                "the top Via header is malformed (no sent-protocol or sent-by)"
+                "the top Via header is malformed (it does not follow the Via grammar)"
             }
             RewriteError::NoRoom => "the rewritten message does not fit in the buffer",
         })
@@ -66,6 +77,16 @@ impl std::fmt::Display for RewriteError {
 }
 
 impl std::error::Error for RewriteError {}
+
+impl From<ViaError> for RewriteError {
+    fn from(e: ViaError) -> Self {
+        match e {
+            ViaError::NotSip => RewriteError::NotSip,
+            ViaError::NoVia => RewriteError::NoVia,
+            ViaError::Malformed => RewriteError::MalformedVia,
+        }
+    }
+}
 
 /// Outcome of a rewrite.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,408 +104,134 @@ pub struct Rewritten {
     pub call_id: Option<Range<usize>>,
 }
 
-/// The top Via, as byte ranges into the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopVia {
-    /// The first value of the header (sent-protocol to the last parameter).
-    pub value: Range<usize>,
-    /// Sent-by host as written (brackets of an IPv6 reference included).
-    pub host: Range<usize>,
-    /// Sent-by port, if written.
-    pub port: Option<u16>,
-    pub port_span: Option<Range<usize>>,
-    /// Value of the `branch` parameter.
-    pub branch: Option<Range<usize>>,
-    /// `None`: no rport; `Some(None)`: `rport` without a value; `Some(Some(n))`: `rport=n`.
-    pub rport: Option<Option<u16>>,
-    /// Whole `;rport[=N]` parameter, from its `;`.
-    pub rport_param: Option<Range<usize>>,
-    /// Value of `received`.
-    pub received: Option<Range<usize>>,
-    /// Whole `;received=…` parameter, from its `;`.
-    pub received_param: Option<Range<usize>>,
-    /// Where new parameters go: right after the last one (or the sent-by).
-    pub insert_at: usize,
-}
-
-fn is_ws(c: u8) -> bool {
-    c == b' ' || c == b'\t'
-}
-
-/// RFC 3261 `token` characters, as a table: this test runs on nearly every byte of the Via.
-const TOKEN: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
-        c += 1;
-    }
-    t
-};
-
-#[inline]
-fn is_token(c: u8) -> bool {
-    TOKEN[c as usize]
-}
-
-/// Skips linear whitespace, folds (CRLF or LF followed by SP/HTAB) included, up to `end`.
-fn skip_lws(m: &[u8], mut i: usize, end: usize) -> usize {
-    loop {
-        while i < end && is_ws(m[i]) {
-            i += 1;
-        }
-        let fold = if i + 2 < end && m[i] == b'\r' && m[i + 1] == b'\n' && is_ws(m[i + 2]) {
-            2
-        } else if i + 1 < end && m[i] == b'\n' && is_ws(m[i + 1]) {
-            1
-        } else {
-            0
-        };
-        if fold == 0 {
-            return i;
-        }
-        i += fold;
-    }
-}
-
-/// End of the line starting at or after `i`: index of its `\n`, or `m.len()`.
-fn line_end(m: &[u8], i: usize) -> usize {
-    memchr::memchr(b'\n', &m[i..]).map_or(m.len(), |p| i + p)
-}
-
-/// Checks the start line and finds the end of the headers: (first header offset, offset
-/// of the empty line).
-fn frame(m: &[u8]) -> Result<(usize, usize), RewriteError> {
-    let first_end = line_end(m, 0);
-    if first_end == m.len() {
-        return Err(RewriteError::NotSip);
-    }
-    let line = m[..first_end]
-        .strip_suffix(b"\r")
-        .unwrap_or(&m[..first_end]);
-    let ok = if let Some(rest) = line.strip_prefix(b"SIP/2.0 ") {
-        rest.len() >= 3
-            && rest[..3].iter().all(u8::is_ascii_digit)
-            && rest.get(3).is_none_or(|&c| c == b' ')
-    } else {
-        // Method SP Request-URI SP SIP/2.0
-        let mut parts = line.split(|&c| c == b' ');
-        let method = parts.next().unwrap_or_default();
-        let uri = parts.next().unwrap_or_default();
-        let ver = parts.next().unwrap_or_default();
-        !method.is_empty()
-            && method.iter().all(|&c| is_token(c))
-            && !uri.is_empty()
-            && ver.eq_ignore_ascii_case(b"SIP/2.0")
-            && parts.next().is_none()
-    };
-    if !ok {
-        return Err(RewriteError::NotSip);
-    }
-    let start = first_end + 1;
-    // The empty line: a line start (right after an LF) holding LF or CRLF. Jumping from LF
-    // to LF (SIMD search) instead of walking the bytes.
-    for p in memchr::memchr_iter(b'\n', &m[first_end..]) {
-        let i = first_end + p + 1;
-        match m.get(i) {
-            Some(b'\n') => return Ok((start, i)),
-            Some(b'\r') if m.get(i + 1) == Some(&b'\n') => return Ok((start, i)),
-            _ => {}
-        }
-    }
-    Err(RewriteError::NotSip)
-}
-
-/// Finds the first header named `long` or `short` (case-insensitive) in `m[start..end]`:
-/// returns the range of its value (after the colon, to the end of its last folded line,
-/// line break excluded).
-fn find_header(
-    m: &[u8],
-    start: usize,
-    end: usize,
-    long: &[u8],
-    short: &[u8],
-) -> Option<Range<usize>> {
-    let mut i = start;
-    while i < end {
-        let le = line_end(m, i).min(end);
-        if !is_ws(m[i]) {
-            if let Some(colon) = m[i..le].iter().position(|&c| c == b':') {
-                let name = m[i..i + colon].trim_ascii_end();
-                if name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(short) {
-                    // The header goes on while the next line starts with SP/HTAB.
-                    let mut e = le;
-                    while e + 1 < end && is_ws(m[e + 1]) {
-                        e = line_end(m, e + 1).min(end);
-                    }
-                    let mut ve = e;
-                    if ve > 0 && m[ve - 1] == b'\r' {
-                        ve -= 1;
-                    }
-                    return Some(i + colon + 1..ve.max(i + colon + 1));
-                }
-            }
-        }
-        i = le + 1;
-    }
-    None
-}
-
-/// Parses the top Via of a SIP message.
-pub fn parse_top_via(m: &[u8]) -> Result<TopVia, RewriteError> {
-    let (start, end) = frame(m)?;
-    parse_top_via_in(m, start, end)
-}
-
-/// [`parse_top_via`] with the headers already framed (`frame`).
-fn parse_top_via_in(m: &[u8], start: usize, end: usize) -> Result<TopVia, RewriteError> {
-    let hv = find_header(m, start, end, b"via", b"v").ok_or(RewriteError::NoVia)?;
-    let e = hv.end;
-    let mut i = skip_lws(m, hv.start, e);
-    let vstart = i;
-    // sent-protocol: name / version / transport, LWS allowed around the slashes.
-    for k in 0..3 {
-        let t = i;
-        while i < e && is_token(m[i]) {
-            i += 1;
-        }
-        if i == t {
-            return Err(RewriteError::MalformedVia);
-        }
-        i = skip_lws(m, i, e);
-        if k < 2 {
-            if i >= e || m[i] != b'/' {
-                return Err(RewriteError::MalformedVia);
-            }
-            i = skip_lws(m, i + 1, e);
-        }
-    }
-    // sent-by
-    let hs = i;
-    if i < e && m[i] == b'[' {
-        let close = m[i..e]
-            .iter()
-            .position(|&c| c == b']')
-            .ok_or(RewriteError::MalformedVia)?;
-        i += close + 1;
-    } else {
-        while i < e && (is_token(m[i]) || m[i] == b'.') {
-            i += 1;
-        }
-    }
-    if i == hs {
-        return Err(RewriteError::MalformedVia);
-    }
-    let host = hs..i;
-    let mut v = TopVia {
-        value: vstart..i,
-        host,
-        port: None,
-        port_span: None,
-        branch: None,
-        rport: None,
-        rport_param: None,
-        received: None,
-        received_param: None,
-        insert_at: i,
-    };
-    let mut j = skip_lws(m, i, e);
-    if j < e && m[j] == b':' {
-        let p = skip_lws(m, j + 1, e);
-        let mut q = p;
-        while q < e && m[q].is_ascii_digit() {
-            q += 1;
-        }
-        let port = std::str::from_utf8(&m[p..q])
-            .ok()
-            .and_then(|s| s.parse::<u16>().ok());
-        if port.is_none() {
-            return Err(RewriteError::MalformedVia);
-        }
-        v.port = port;
-        v.port_span = Some(p..q);
-        v.insert_at = q;
-        j = skip_lws(m, q, e);
-    }
-    // Parameters, up to a comma (next value) or the end of the header.
-    while j < e && m[j] == b';' {
-        let ps = j;
-        let n = skip_lws(m, j + 1, e);
-        let mut ne = n;
-        while ne < e && is_token(m[ne]) {
-            ne += 1;
-        }
-        let name = &m[n..ne];
-        let mut k = skip_lws(m, ne, e);
-        let mut val = None;
-        if k < e && m[k] == b'=' {
-            let vs = skip_lws(m, k + 1, e);
-            let mut ve = vs;
-            if vs < e && m[vs] == b'"' {
-                // quoted-string: up to the closing quote, backslash escapes honoured.
-                ve += 1;
-                while ve < e && m[ve] != b'"' {
-                    ve += if m[ve] == b'\\' { 2 } else { 1 };
-                }
-                ve = (ve + 1).min(e);
-            } else if vs < e && m[vs] == b'[' {
-                ve = vs
-                    + m[vs..e]
-                        .iter()
-                        .position(|&c| c == b']')
-                        .map_or(e - vs, |p| p + 1);
-            } else {
-                while ve < e && (is_token(m[ve]) || m[ve] == b':') {
-                    ve += 1;
-                }
-            }
-            val = Some(vs..ve);
-            k = ve;
-        }
-        let pend = k;
-        if name.eq_ignore_ascii_case(b"branch") {
-            v.branch = val.clone();
-        } else if name.eq_ignore_ascii_case(b"rport") {
-            if v.rport_param.is_some() {
-                // Twice in one Via: which one would the server read? Refuse to guess.
-                return Err(RewriteError::MalformedVia);
-            }
-            let n = val
-                .as_ref()
-                .and_then(|r| std::str::from_utf8(&m[r.clone()]).ok()?.parse::<u16>().ok());
-            v.rport = Some(n);
-            v.rport_param = Some(ps..pend);
-        } else if name.eq_ignore_ascii_case(b"received") {
-            if v.received_param.is_some() {
-                return Err(RewriteError::MalformedVia);
-            }
-            v.received = val.clone();
-            v.received_param = Some(ps..pend);
-        }
-        if name.is_empty() && val.is_none() && pend == n {
-            // A lone ';' (or junk): stop rather than loop.
-            break;
-        }
-        v.insert_at = pend;
-        j = skip_lws(m, pend, e);
-    }
-    v.value = vstart..v.insert_at;
-    Ok(v)
-}
-
-/// Value of the Call-ID header (`i` in compact form), trimmed.
-pub fn call_id(m: &[u8]) -> Option<&[u8]> {
-    let (start, end) = frame(m).ok()?;
-    call_id_in(m, start, end).map(|r| &m[r])
-}
-
-/// Range of the trimmed Call-ID value within framed headers.
-fn call_id_in(m: &[u8], start: usize, end: usize) -> Option<Range<usize>> {
-    let r = find_header(m, start, end, b"call-id", b"i")?;
-    let v = &m[r.clone()];
-    let lead = v.len() - v.trim_ascii_start().len();
-    let trail = v.len() - v.trim_ascii_end().len();
-    Some(r.start + lead..(r.end - trail).max(r.start + lead))
-}
-
-/// The transaction key the XDP program computes for this message.
-pub fn transaction_key(m: &[u8]) -> Option<u64> {
-    let v = parse_top_via(m).ok()?;
-    let branch = v.branch.map(|r| &m[r]).unwrap_or_default();
-    Some(rport_common::hash::transaction_key(
-        branch,
-        &m[v.host.clone()],
-        v.port.unwrap_or(0),
-        call_id(m).unwrap_or_default(),
-    ))
-}
-
-/// Whether the sent-by host is the observed address (RFC 3261 §18.2.1 compares addresses;
-/// a domain name never matches).
-fn sent_by_is(host: &[u8], addr: IpAddr) -> bool {
-    let h = host
-        .strip_prefix(b"[")
-        .and_then(|h| h.strip_suffix(b"]"))
-        .unwrap_or(host);
-    std::str::from_utf8(h)
-        .ok()
-        .and_then(|s| s.parse::<IpAddr>().ok())
-        .is_some_and(|a| a == addr || matches!((a, addr), (IpAddr::V6(x), IpAddr::V4(y)) if x.to_ipv4_mapped() == Some(y)))
-}
-
-/// A small stack buffer for one parameter's text (`;received=<IPv6>` fits in 60 bytes).
-struct Param {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl Param {
-    fn new(args: std::fmt::Arguments<'_>) -> Param {
-        let mut p = Param {
-            buf: [0; 64],
-            len: 0,
-        };
-        let mut w = &mut p.buf[..];
-        let _ = w.write_fmt(args);
-        p.len = 64 - w.len();
-        p
-    }
-    fn push(&mut self, b: &[u8]) {
-        self.buf[self.len..self.len + b.len()].copy_from_slice(b);
-        self.len += b.len();
-    }
-    fn push_decimal(&mut self, v: u16) {
-        let mut d = [0u8; 5];
-        let mut i = d.len();
-        let mut v = v;
-        loop {
-            i -= 1;
-            d[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
-        }
-        self.push(&d[i..]);
-    }
+/// A parameter the rewrite writes.
+#[derive(Clone, Copy, Debug)]
+enum Param {
     /// `;received=<addr>`. IPv4 written by hand (the common case, and `Display` through
     /// `fmt` costs more than the rest of the rewrite); IPv6 through `Display`, which
     /// compresses zeros as RFC 5952 says, without brackets (RFC 5118 §4.5).
-    fn received(addr: IpAddr) -> Param {
-        match addr {
-            IpAddr::V4(a) => {
-                let mut p = Param {
-                    buf: [0; 64],
-                    len: 0,
-                };
-                p.push(b";received=");
-                for (k, o) in a.octets().iter().enumerate() {
-                    if k > 0 {
-                        p.push(b".");
-                    }
-                    p.push_decimal(*o as u16);
-                }
-                p
-            }
-            IpAddr::V6(_) => Param::new(format_args!(";received={addr}")),
+    Received(IpAddr),
+    /// `;rport=<port>`.
+    Rport(u16),
+}
+
+/// Where a parameter's bytes go: counted, written into place, or compared with the old
+/// ones. One generator ([`Param::emit`]) for all three, so they cannot disagree.
+trait Sink {
+    fn put(&mut self, b: &[u8]);
+}
+
+struct Count(usize);
+impl Sink for Count {
+    fn put(&mut self, b: &[u8]) {
+        self.0 += b.len();
+    }
+}
+
+/// Writes into a slice measured with [`Count`] first.
+struct Fill<'a>(&'a mut [u8]);
+impl Sink for Fill<'_> {
+    fn put(&mut self, b: &[u8]) {
+        let (head, rest) = std::mem::take(&mut self.0).split_at_mut(b.len());
+        head.copy_from_slice(b);
+        self.0 = rest;
+    }
+}
+
+/// Whether the bytes put are exactly `rest` (all of it).
+struct Same<'a> {
+    rest: &'a [u8],
+    same: bool,
+}
+impl Sink for Same<'_> {
+    fn put(&mut self, b: &[u8]) {
+        match self.rest.strip_prefix(b) {
+            Some(r) if self.same => self.rest = r,
+            _ => self.same = false,
         }
     }
-    fn rport(port: u16) -> Param {
-        let mut p = Param {
-            buf: [0; 64],
-            len: 0,
-        };
-        p.push(b";rport=");
-        p.push_decimal(port);
-        p
+}
+
+/// `fmt::Write` onto a [`Sink`], for `Display`.
+struct Fmt<'a, S>(&'a mut S);
+impl<S: Sink> std::fmt::Write for Fmt<'_, S> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put(s.as_bytes());
+        Ok(())
     }
-    fn bytes(&self) -> &[u8] {
-        &self.buf[..self.len]
+}
+
+fn decimal(s: &mut impl Sink, v: u16) {
+    let mut d = [0u8; 5];
+    let mut i = d.len();
+    let mut v = v;
+    loop {
+        i -= 1;
+        d[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    s.put(&d[i..]);
+}
+
+impl Param {
+    fn emit(self, s: &mut impl Sink) {
+        match self {
+            Param::Received(IpAddr::V4(a)) => {
+                s.put(b";received=");
+                for (k, o) in a.octets().iter().enumerate() {
+                    if k > 0 {
+                        s.put(b".");
+                    }
+                    decimal(s, *o as u16);
+                }
+            }
+            Param::Received(IpAddr::V6(a)) => {
+                s.put(b";received=");
+                let _ = std::fmt::Write::write_fmt(&mut Fmt(s), format_args!("{a}"));
+            }
+            Param::Rport(p) => {
+                s.put(b";rport=");
+                decimal(s, p);
+            }
+        }
+    }
+
+    fn len(self) -> usize {
+        let mut n = Count(0);
+        self.emit(&mut n);
+        n.0
+    }
+
+    /// Whether `old` is already exactly this parameter.
+    fn is(self, old: &[u8]) -> bool {
+        let mut s = Same {
+            rest: old,
+            same: true,
+        };
+        self.emit(&mut s);
+        s.same && s.rest.is_empty()
+    }
+}
+
+/// One change: the bytes `old` of the message (empty: an insertion) become `new`.
+#[derive(Clone, Debug)]
+struct Edit {
+    old: Range<usize>,
+    new: Param,
+    /// `new.len()`, measured once.
+    len: usize,
+}
+
+impl Edit {
+    fn new(old: Range<usize>, new: Param) -> Edit {
+        Edit {
+            old,
+            new,
+            len: new.len(),
+        }
     }
 }
 
@@ -498,8 +245,8 @@ pub fn rewrite_top_via(
 ) -> Result<Rewritten, RewriteError> {
     let len = len.min(buf.len());
     let m = &buf[..len];
-    let (start, end) = frame(m)?;
-    let call_id = call_id_in(m, start, end);
+    let h = headers::frame(m).ok_or(RewriteError::NotSip)?;
+    let call_id = headers::call_id_in(m, &h);
     let unchanged = Rewritten {
         len,
         changed: false,
@@ -511,82 +258,67 @@ pub fn rewrite_top_via(
         // Responses are never rewritten (framing them said whether they are SIP at all).
         return Ok(unchanged);
     }
-    let v = parse_top_via_in(m, start, end)?;
+    let v = via::parse_top_via_in(m, &h)?;
     let wants_rport = v.rport.is_some() || policy.force_rport;
-    let wants_received = wants_rport || !sent_by_is(&m[v.host.clone()], observed.addr);
-    if !wants_received {
+    if !wants_rport && v.sent_by_is(m, observed.addr) {
         return Ok(unchanged);
     }
-    let received = Param::received(observed.addr);
-    let rport = Param::rport(observed.port);
-    // Up to three edits: replace received where it is, replace rport where it is, append
-    // what was missing at the end of the value. Sorted by position, applied right to left.
-    let mut edits: [(Range<usize>, &[u8]); 3] = [(0..0, &[]), (0..0, &[]), (0..0, &[])];
+    // At most three edits, in message order: received and rport replaced where they stand
+    // (in either order), then what was missing appended at the end of the value, received
+    // before rport.
+    let received = Param::Received(observed.addr);
+    let rport = Param::Rport(observed.port);
+    let rport_span = v.rport.as_ref().map(|r| r.span.clone());
+    let mut edits: [Option<Edit>; 3] = [None, None, None];
     let mut n = 0;
-    let mut append = Param {
-        buf: [0; 64],
-        len: 0,
-    };
-    let mut push_append = |p: &Param| {
-        append.buf[append.len..append.len + p.len].copy_from_slice(p.bytes());
-        append.len += p.len;
-    };
-    match &v.received_param {
-        Some(r) => {
-            edits[n] = (r.clone(), received.bytes());
-            n += 1;
-        }
-        None => push_append(&received),
-    }
-    if wants_rport {
-        match &v.rport_param {
-            Some(r) => {
-                edits[n] = (r.clone(), rport.bytes());
-                n += 1;
-            }
-            None => push_append(&rport),
-        }
-    }
-    let appended = append.len;
-    let at = v.insert_at;
-    let mut all = edits;
-    if appended > 0 {
-        all[n] = (at..at, &append.buf[..appended]);
+    let mut push = |e: Edit| {
+        edits[n] = Some(e);
         n += 1;
+    };
+    if let Some(r) = &v.received {
+        push(Edit::new(r.clone(), received));
     }
-    let edits = &mut all[..n];
-    edits.sort_by_key(|e| e.0.start);
-    let grow: isize = edits
-        .iter()
-        .map(|(r, t)| t.len() as isize - r.len() as isize)
-        .sum();
-    let new_len = (len as isize + grow) as usize;
-    // Applied right to left, the message is at its longest after the growing edits.
-    let peak = len
-        + edits
-            .iter()
-            .map(|(r, t)| t.len().saturating_sub(r.len()))
-            .sum::<usize>();
-    if peak > buf.len() {
-        return Err(RewriteError::NoRoom);
+    if let (true, Some(r)) = (wants_rport, &rport_span) {
+        push(Edit::new(r.clone(), rport));
     }
-    if edits.iter().all(|(r, t)| &buf[r.clone()] == *t) {
+    let at = v.value.end;
+    if v.received.is_none() {
+        push(Edit::new(at..at, received));
+    }
+    if wants_rport && rport_span.is_none() {
+        push(Edit::new(at..at, rport));
+    }
+    if matches!(&edits, [Some(a), Some(b), _] if a.old.start > b.old.start) {
+        edits.swap(0, 1);
+    }
+    let edits = || edits.iter().flatten();
+    if edits().all(|e| e.new.is(&m[e.old.clone()])) {
         // Already in the form rport would write (a retransmission through rport, say).
         return Ok(unchanged);
     }
-    // Right to left: the offsets of the edits still to do do not move.
+    // Applied right to left, the message goes through these lengths: the edits still to
+    // do keep their offsets, and the longest one must fit.
+    let (mut new_len, mut peak) = (len, len);
+    for e in edits().rev() {
+        new_len = new_len - e.old.len() + e.len;
+        peak = peak.max(new_len);
+    }
+    if peak > buf.len() {
+        return Err(RewriteError::NoRoom);
+    }
     let mut cur = len;
-    for (r, t) in edits.iter().rev() {
-        let end = r.start + t.len();
-        buf.copy_within(r.end..cur, end);
-        buf[r.start..end].copy_from_slice(t);
-        cur = cur + t.len() - r.len();
+    for e in edits().rev() {
+        let end = e.old.start + e.len;
+        buf.copy_within(e.old.end..cur, end);
+        e.new.emit(&mut Fill(&mut buf[e.old.start..end]));
+        cur = cur - e.old.len() + e.len;
     }
     debug_assert_eq!(cur, new_len);
-    // Every edit is inside the top Via value: a Call-ID after it moved by the growth.
+    // Every edit is inside the top Via value: a Call-ID after it moved as the message's
+    // end did (added first, so no step goes below zero: the bytes removed are before it).
     let call_id = call_id.map(|r| {
-        if r.start > at {
-            (r.start as isize + grow) as usize..(r.end as isize + grow) as usize
+        if r.start >= at {
+            r.start + new_len - len..r.end + new_len - len
         } else {
             r
         }
@@ -600,9 +332,6 @@ pub fn rewrite_top_via(
     })
 }
 
-/// `rport rewrite --source ADDR:PORT [--force-rport]`: one SIP message on stdin, the message
-/// rport would forward on stdout. Exit 0 for any SIP message (changed or not), 1 with a
-/// one-line reason for input that is not one.
 pub fn run_cli(source: SocketAddr, force_rport: bool) -> ExitCode {
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
@@ -635,12 +364,19 @@ pub fn run_cli(source: SocketAddr, force_rport: bool) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sip::via::{parse_top_via, transaction_key};
     use proptest::prelude::*;
 
     const SRC: Observed = Observed {
         addr: IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 1)),
         port: 32415,
     };
+
+    fn text(p: Param) -> Vec<u8> {
+        let mut v = vec![0; p.len()];
+        p.emit(&mut Fill(&mut v));
+        v
+    }
 
     #[test]
     fn parameters_are_written_like_display() {
@@ -654,13 +390,16 @@ mod tests {
         ] {
             let ip: IpAddr = a.parse().unwrap();
             assert_eq!(
-                Param::received(ip).bytes(),
+                text(Param::Received(ip)),
                 format!(";received={ip}").as_bytes()
             );
+            assert!(Param::Received(ip).is(format!(";received={ip}").as_bytes()));
+            assert!(!Param::Received(ip).is(format!(";received={ip}0").as_bytes()));
+            assert!(!Param::Received(ip).is(b";received="));
         }
         for port in [0u16, 7, 10, 99, 100, 5060, 9999, 10000, 65535] {
             assert_eq!(
-                Param::rport(port).bytes(),
+                text(Param::Rport(port)),
                 format!(";rport={port}").as_bytes()
             );
         }
@@ -950,33 +689,80 @@ mod tests {
         assert_eq!(b, before);
     }
 
+    /// The cases a fuzz campaign found through the live gateway, as the client sent them.
+    /// With the old parser each one was edited (the server got the result in the comment);
+    /// none follows the Via grammar, so each must go on exactly as it came.
     #[test]
-    fn parse_and_key() {
-        let m = msg("Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport");
-        let v = parse_top_via(m.as_bytes()).unwrap();
-        assert_eq!(&m[v.host.clone()], "192.168.1.50");
-        assert_eq!(v.port, Some(5060));
-        assert_eq!(&m[v.branch.clone().unwrap()], "z9hG4bK-1");
-        assert_eq!(v.rport, Some(None));
-        assert_eq!(call_id(m.as_bytes()), Some(&b"c1@192.168.1.50"[..]));
+    fn fuzz_found_vias_are_left_alone() {
+        for via in [
+            // -> ;branch=z9hG4bK-1;rport=17890;x;received=203.0.113.1:  (edit before junk)
+            "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport;x:",
+            // -> ;rport=53217;x="open;received=203.0.113.1 (swallowed by the quote; a
+            // second pass appended received again)
+            "Via: SIP/2.0/UDP 192.168.1.50:5060;rport;x=\"open",
+            // -> ;x;received=203.0.113.1:y;rport (the client's rport not filled)
+            "Via: SIP/2.0/UDP 192.168.1.50:5060;x:y;rport",
+            // -> ;rport=61706;b2.168.1.50;received=203.0.113.1:5060;rport (two rport)
+            "Via: SIP/2.0/UDP 192.168.1.50:5060;rport;b2.168.1.50:5060;rport",
+            // -> 192.168.1.50:5060;received=203.0.113.1x (`rport rewrite`)
+            "Via: SIP/2.0/UDP 192.168.1.50:5060x",
+            // -> received inserted before the bare CR, the port and rport after it: the
+            // response's Via then scanned to another transaction key.
+            "Via: SIP/2.0/UDP 192.168.1.50\r:5060;branch=legacy;rport",
+        ] {
+            let m = msg(via);
+            for force_rport in [false, true] {
+                let mut b = m.clone().into_bytes();
+                b.resize(m.len() + 128, 0);
+                let before = b.clone();
+                assert_eq!(
+                    rewrite_top_via(&mut b, m.len(), SRC, Policy { force_rport }),
+                    Err(RewriteError::MalformedVia),
+                    "{via:?}"
+                );
+                assert_eq!(b, before, "{via:?}");
+            }
+        }
+    }
+
+    /// The seed proptest kept in proptest-regressions/rewrite.txt (from before the file
+    /// moved under sip/), as a plain test: two rport parameters are malformed.
+    #[test]
+    fn two_rport_parameters_are_malformed() {
+        let m = msg("Via: SIP/2.0/UDP 192.168.1.50 ; rport ;rport");
         assert_eq!(
-            transaction_key(m.as_bytes()),
-            Some(rport_common::hash::transaction_key(
-                b"z9hG4bK-1",
-                b"",
-                0,
-                b""
-            ))
+            rw_with(&m, SRC, Policy::default()).unwrap_err(),
+            RewriteError::MalformedVia
         );
-        let legacy = msg("Via: SIP/2.0/UDP 192.168.1.50;branch=77");
+    }
+
+    #[test]
+    fn replacements_in_either_order_and_shrinking() {
+        // rport before received, both replaced; the new received is shorter, so the
+        // message shrinks, and the Call-ID after the Via moves back.
+        let m = msg(
+            "Via: SIP/2.0/UDP 192.168.1.50:5060;rport=11111;received=198.51.100.199;branch=z9hG4bK-1",
+        );
+        let (out, r) = rw_with(&m, SRC, Policy::default()).unwrap();
         assert_eq!(
-            transaction_key(legacy.as_bytes()),
-            Some(rport_common::hash::transaction_key(
-                b"77",
-                b"192.168.1.50",
-                0,
-                b"c1@192.168.1.50"
-            ))
+            out,
+            msg(
+                "Via: SIP/2.0/UDP 192.168.1.50:5060;rport=32415;received=203.0.113.1;branch=z9hG4bK-1"
+            )
+        );
+        assert!(r.len < m.len());
+        assert_eq!(&out.as_bytes()[r.call_id.unwrap()], b"c1@192.168.1.50");
+        // Exactly the room it needs at its longest, and one byte less.
+        let m = msg("Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport");
+        let grow = ";rport=32415;received=203.0.113.1".len() - ";rport".len();
+        let mut b = m.clone().into_bytes();
+        b.resize(m.len() + grow, 0);
+        assert!(rewrite_top_via(&mut b, m.len(), SRC, Policy::default()).is_ok());
+        let mut b = m.clone().into_bytes();
+        b.resize(m.len() + grow - 1, 0);
+        assert_eq!(
+            rewrite_top_via(&mut b, m.len(), SRC, Policy::default()),
+            Err(RewriteError::NoRoom)
         );
     }
 
