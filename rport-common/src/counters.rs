@@ -117,6 +117,14 @@ counters! {
     SteerInXdp = "steer_in_xdp", "steering";
     /// Steering decisions the TC program could not apply (a checksum or store helper failed): the packet went on unchanged.
     SteerFailed = "steer_failed", "errors";
+    /// Responses steered by their own `rptag` (stateless: the tag rport put in the request's Via names the client's observed source, under a key only rport has).
+    TagSteered = "tag_steered", "steering";
+    /// Responses steered by a binding (no tag: the request bypassed the rewrite, e.g. it needed none).
+    BindingSteered = "binding_steered", "steering";
+    /// Responses with an `rptag` that is not rport's (forged, altered, another key's or another server's): passed, never steered.
+    TagInvalid = "tag_invalid", "steering";
+    /// Responses with an rport tag older than its age limit (300 s for a Via by default): passed.
+    TagExpired = "tag_expired", "steering";
 }
 
 /// Number of counter slots.

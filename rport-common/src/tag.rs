@@ -112,7 +112,7 @@
 //!   proof, would see an index up to 15 ("invalid access to map value").
 
 /// Name of the Via (and Contact URI) parameter that carries a tag.
-pub const PARAM: &[u8] = b"rport-tag";
+pub const PARAM: &[u8] = b"rptag";
 /// Kind of a tag in a Via: steers the response of a request back to its source.
 pub const KIND_VIA: u8 = 0;
 /// Kind of a tag in a Contact URI: steers requests toward the phone (issue 11).
@@ -547,6 +547,15 @@ pub struct TagText {
 }
 
 impl TagText {
+    /// The words the XDP scanner fills (`rport_ebpf::scan::Scan::tag`), seen as a
+    /// `TagText` in place: no 64-byte copy on a BPF stack that has 512 bytes in all.
+    #[inline(always)]
+    pub fn from_words(words: &[u64; BUF_LEN / 8]) -> &TagText {
+        // SAFETY: TagText is repr(C) with `[u64; 8]` as its only field: same size,
+        // alignment and validity.
+        unsafe { &*(words as *const [u64; BUF_LEN / 8] as *const TagText) }
+    }
+
     /// The characters, to fill (from the packet, or from a slice).
     #[inline(always)]
     pub fn bytes_mut(&mut self) -> &mut [u8; BUF_LEN] {
@@ -605,7 +614,7 @@ pub fn decode_text(t: &TagText, len: usize) -> Option<Tag> {
 /// that `bpf_loop` callbacks need ("missing btf func_info").
 #[cfg_attr(target_arch = "bpf", inline(never))]
 #[cfg_attr(not(target_arch = "bpf"), inline)]
-fn decode_into(t: &TagText, len: usize, out: &mut Tag) -> bool {
+pub fn decode_into(t: &TagText, len: usize, out: &mut Tag) -> bool {
     let v6 = len == V6_LEN;
     if !v6 && len != V4_LEN {
         return false;

@@ -11,7 +11,9 @@
 //! `bpf_loop` in the kernel): [`classify`] before it (is this a SIP message rport looks
 //! into?), [`decide`] after it.
 
-use rport_common::{Binding, Counter, IfaceConf, MAX_QUEUES, SCAN_WINDOW, SIP_PORT, flags, role};
+use rport_common::{
+    Binding, Counter, IfaceConf, MAX_QUEUES, SCAN_WINDOW, SIP_PORT, flags, role, tag,
+};
 
 use crate::{
     parse::{Headers, ParseError, payload_head},
@@ -138,7 +140,31 @@ pub enum Outcome {
     ResponseSourceMismatch(Msg),
     /// Destination rewritten to the recorded source (`addr`, `port`), checksums patched,
     /// then passed: the kernel routes it to the client's NAT mapping (RFC 3581 §4).
-    Steer { msg: Msg, addr: [u8; 16], port: u16 },
+    Steer {
+        msg: Msg,
+        addr: [u8; 16],
+        port: u16,
+        /// Steered by the response's own tag (stateless), not by a binding.
+        by_tag: bool,
+    },
+    /// A response whose top Via carries an `rptag` that is not rport's (a forged or
+    /// altered tag, another key's, a Contact tag, another server's): passed, not steered.
+    TagInvalid(Msg),
+    /// A response whose tag is rport's but older than its age limit: passed.
+    TagExpired(Msg),
+}
+
+/// What the glue's check of a response's `rptag` found (`rport_common::tag::verify`,
+/// against the TAG_KEYS map, for a response from this source).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagResult {
+    /// Rport made this tag for a request to the response's source: steer to this target.
+    Valid {
+        addr: [u8; 16],
+        port: u16,
+    },
+    Invalid,
+    Expired,
 }
 
 /// What the glue's helpers made of an outcome's actions, which the decision cannot know.
@@ -278,7 +304,7 @@ impl Outcome {
             Outcome::ResponseAlreadyCorrect(m) => m.counters(C::ResponseAlreadyCorrect, &mut c),
             Outcome::ResponseNotFromInside(m) => m.counters(C::ResponseNotFromInside, &mut c),
             Outcome::ResponseSourceMismatch(m) => m.counters(C::ResponseSourceMismatch, &mut c),
-            Outcome::Steer { msg, .. } => {
+            Outcome::Steer { msg, by_tag, .. } => {
                 msg.counters(
                     if done.delivered {
                         C::ResponseSteered
@@ -288,7 +314,11 @@ impl Outcome {
                     &mut c,
                 );
                 c.push_if(done.in_xdp, C::SteerInXdp);
+                c.push_if(done.delivered && by_tag, C::TagSteered);
+                c.push_if(done.delivered && !by_tag, C::BindingSteered);
             }
+            Outcome::TagInvalid(m) => m.counters(C::TagInvalid, &mut c),
+            Outcome::TagExpired(m) => m.counters(C::TagExpired, &mut c),
         }
         c
     }
@@ -368,6 +398,58 @@ pub trait Lookups {
     fn binding(&self, key: u64) -> Option<&Binding>;
     /// `bpf_ktime_get_boot_ns`.
     fn now(&self) -> u64;
+    /// The check of the top Via's `rptag` value (`scan.tag`), for a response from
+    /// `h.src:h.sport`. Asked only when the Via has one.
+    fn tag(&self, h: &Headers, scan: &Scan) -> TagResult;
+}
+
+/// The tag check itself, pure (the glue calls it with the TAG_KEYS value and the TAI
+/// clock): decodes `scan.tag` and verifies it as a Via tag made for a request to this
+/// response's source. Decodes into `t` (scratch the caller owns: on BPF, map memory, not
+/// stack) and returns 0 when valid, 1 when invalid, 2 when expired (a code, not a `TagResult`: see `rport_common::tag` on why BPF
+/// subprograms return no enums with payloads).
+#[inline(always)]
+pub fn check_tag(
+    keys: &tag::TagKeys,
+    h: &Headers,
+    scan: &Scan,
+    now_tai_s: u64,
+    t: &mut tag::Tag,
+) -> u32 {
+    let len = scan.tag_len as usize;
+    if len > tag::BUF_LEN || !tag::decode_into(tag::TagText::from_words(&scan.tag), len, t) {
+        return 1;
+    }
+    if t.kind != tag::KIND_VIA {
+        return 1;
+    }
+    match tag::verify(
+        keys,
+        t,
+        &h.src,
+        h.sport,
+        0,
+        now_tai_s,
+        keys.conf.max_age(tag::KIND_VIA),
+        keys.conf.max_future_s,
+    ) {
+        tag::TagCheck::Valid => 0,
+        tag::TagCheck::Expired => 2,
+        _ => 1,
+    }
+}
+
+/// [`check_tag`]'s code (and the tag it decoded) as a [`TagResult`].
+#[inline(always)]
+pub fn tag_result(code: u32, t: &tag::Tag) -> TagResult {
+    match code {
+        0 => TagResult::Valid {
+            addr: t.addr,
+            port: t.port,
+        },
+        2 => TagResult::Expired,
+        _ => TagResult::Invalid,
+    }
 }
 
 /// An interface rport was not told about is treated as an outside one.
@@ -459,9 +541,11 @@ fn request<L: Lookups>(
         sent_by_v4: v4.unwrap_or([0; 4]),
         _reserved: 0,
     };
+    // An `rptag` in a request is never the client's to give: the daemon replaces it.
     let wants_rewrite = fl & (flags::RPORT_EMPTY | flags::RPORT_VALUE | flags::FORCE_RPORT) != 0
         || differs
-        || v6_literal;
+        || v6_literal
+        || scan.found & found::TAG != 0;
     let then = if !wants_rewrite || h.first_fragment {
         Then::Pass
     } else if at.rx_queue >= MAX_QUEUES {
@@ -480,6 +564,29 @@ fn request<L: Lookups>(
 
 #[inline(always)]
 fn response<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, iface: IfaceConf, maps: &L) -> Outcome {
+    // The tag first: when there is one, it alone decides (stateless: no map to forget,
+    // nothing shared between gateways but the key). Its MAC covers the target and the
+    // server, so only this server's response is ever sent where rport observed a client.
+    if scan.found & found::TAG != 0 {
+        return match maps.tag(h, scan) {
+            TagResult::Valid { addr, port } => {
+                if h.dst == addr && h.dport == port {
+                    Outcome::ResponseAlreadyCorrect(msg)
+                } else if iface.role != role::INSIDE {
+                    Outcome::ResponseNotFromInside(msg)
+                } else {
+                    Outcome::Steer {
+                        msg,
+                        addr,
+                        port,
+                        by_tag: true,
+                    }
+                }
+            }
+            TagResult::Invalid => Outcome::TagInvalid(msg),
+            TagResult::Expired => Outcome::TagExpired(msg),
+        };
+    }
     let Some(b) = maps.binding(scan.key()) else {
         return Outcome::ResponseNoBinding(msg);
     };
@@ -496,6 +603,7 @@ fn response<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, iface: IfaceConf, ma
         msg,
         addr: b.src_addr,
         port: b.src_port,
+        by_tag: false,
     }
 }
 
@@ -551,6 +659,9 @@ mod tests {
         fn now(&self) -> u64 {
             self.ask(NOW);
             self.now
+        }
+        fn tag(&self, _h: &Headers, _scan: &Scan) -> TagResult {
+            TagResult::Invalid
         }
     }
 
@@ -909,7 +1020,8 @@ mod tests {
             Outcome::Steer {
                 msg: m,
                 addr: v4m(NAT_V4),
-                port: NAT_PORT
+                port: NAT_PORT,
+                by_tag: false,
             }
         );
         // Never the force-rport networks, nor the clock.
@@ -997,6 +1109,7 @@ mod tests {
             msg: resp,
             addr: [0; 16],
             port: 1,
+            by_tag: false,
         };
         for (o, done, want) in [
             (
@@ -1154,7 +1267,11 @@ mod tests {
                 none,
                 &[Packets, SipResponses, ResponseSourceMismatch],
             ),
-            (steer, ok, &[Packets, SipResponses, ResponseSteered]),
+            (
+                steer,
+                ok,
+                &[Packets, SipResponses, ResponseSteered, BindingSteered],
+            ),
             (steer, none, &[Packets, SipResponses, Truncated]),
         ] {
             assert_eq!(o.counters(done), set(want), "{o:?} {done:?}");

@@ -15,7 +15,7 @@ mod prog {
         bindings::{
             BPF_F_MARK_MANGLED_0, BPF_F_NO_PREALLOC, BPF_F_PSEUDO_HDR, TC_ACT_OK, xdp_action,
         },
-        helpers::generated::{bpf_ktime_get_boot_ns, bpf_xdp_adjust_meta},
+        helpers::generated::{bpf_ktime_get_boot_ns, bpf_ktime_get_tai_ns, bpf_xdp_adjust_meta},
         macros::{classifier, map, xdp},
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap, lpm_trie::Key},
         programs::{TcContext, XdpContext},
@@ -29,6 +29,7 @@ mod prog {
         decide::{self, Done, Ingress, Lookups, Outcome, Then},
         parse::{self, Headers},
         pkt::{MAX_OFFSET, Packet, PacketMut, Plain},
+        scan::Scan,
     };
 
     use verifier::at;
@@ -167,6 +168,8 @@ mod prog {
             | Outcome::ViaBeyondWindow(_)
             | Outcome::RequestFromInside { .. }
             | Outcome::ResponseNoBinding(_)
+            | Outcome::TagInvalid(_)
+            | Outcome::TagExpired(_)
             | Outcome::ResponseAlreadyCorrect(_) => xdp_action::XDP_PASS,
         };
         let cs = out.counters(done);
@@ -208,10 +211,10 @@ mod prog {
             )*};
         }
         slots!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
-            29 30 31 32 33 34 35 36 37 38 39);
+            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43);
     }
     const _: () = assert!(
-        counters::COUNT == 40,
+        counters::COUNT == 44,
         "count_known: one test per counter slot"
     );
 
@@ -356,6 +359,29 @@ mod prog {
             // SAFETY: helper without arguments.
             unsafe { bpf_ktime_get_boot_ns() }
         }
+        #[inline(always)]
+        fn tag(&self, _h: &Headers, _scan: &Scan) -> decide::TagResult {
+            let Some(w) = verifier::work() else {
+                return decide::TagResult::Invalid;
+            };
+            let code = check_tag(w);
+            // SAFETY: this CPU's slot, written by check_tag just now.
+            decide::tag_result(code, unsafe { &(*w).tag })
+        }
+    }
+
+    /// [`decide::check_tag`] on this CPU's work slot, in a frame of its own: the decode
+    /// and SipHash need stack that the response path cannot spare (512 bytes in all).
+    #[inline(never)]
+    fn check_tag(w: *mut verifier::Work) -> u32 {
+        let Some(keys) = TAG_KEYS.get(0) else {
+            return 1;
+        };
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_tai_ns() } / 1_000_000_000;
+        // SAFETY: this CPU's slot; the scan is over, nothing else borrows it.
+        let w = unsafe { &mut *w };
+        decide::check_tag(keys, &w.h, &w.scan, now, &mut w.tag)
     }
 
     /// Debug events (aya-log): compiled in, but with the level below `debug` (the loader's
@@ -450,6 +476,8 @@ mod prog {
             pos: u64,
             /// The counter set of the outcome, on its way to `count_all` ([`forget`]).
             counters: u64,
+            /// The response's tag, decoded by `check_tag` (here, not on the stack).
+            pub tag: rport_common::tag::Tag,
         }
 
         #[map(name = "SCRATCH")]

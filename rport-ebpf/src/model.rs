@@ -36,6 +36,10 @@ pub struct HostMaps {
     pub xsk_bound: bool,
     /// `IFACES`, by ifindex.
     pub ifaces: HashMap<u32, IfaceConf>,
+    /// `TAG_KEYS[0]`.
+    pub tag_keys: rport_common::tag::TagKeys,
+    /// `bpf_ktime_get_tai_ns` in seconds.
+    pub tai_now_s: u64,
 }
 
 impl Default for HostMaps {
@@ -47,6 +51,8 @@ impl Default for HostMaps {
             force_rport: Vec::new(),
             xsk_bound: false,
             ifaces: HashMap::new(),
+            tag_keys: rport_common::tag::TagKeys::default(),
+            tai_now_s: 0,
         }
     }
 }
@@ -123,6 +129,11 @@ impl Lookups for View<'_> {
     }
     fn now(&self) -> u64 {
         self.now
+    }
+    fn tag(&self, h: &Headers, scan: &Scan) -> decide::TagResult {
+        let mut t = rport_common::tag::Tag::new(0, 0, [0; 16], 0, 0);
+        let code = decide::check_tag(&self.maps.tag_keys, h, scan, self.maps.tai_now_s, &mut t);
+        decide::tag_result(code, &t)
     }
 }
 
@@ -475,7 +486,16 @@ mod tests {
         let orig = f.clone();
         let (v, c) = run(&mut f, role::INSIDE, 0, &mut m, 2);
         assert_eq!(v, xdp_action::XDP_PASS);
-        assert_eq!(c, [Packets, SipResponses, ResponseSteered, SteerInXdp]);
+        assert_eq!(
+            c,
+            [
+                Packets,
+                SipResponses,
+                ResponseSteered,
+                SteerInXdp,
+                BindingSteered
+            ]
+        );
         assert_eq!(f[30..34], NAT_V4, "destination address");
         assert_eq!(f[36..38], NAT_PORT.to_be_bytes(), "destination port");
         assert!(checksums_valid(&f));
@@ -514,7 +534,14 @@ mod tests {
         let (_, c) = run(&mut f, role::INSIDE, 0, &mut m, 2);
         assert_eq!(
             c,
-            [Packets, SipResponses, Ipv6, ResponseSteered, SteerInXdp]
+            [
+                Packets,
+                SipResponses,
+                Ipv6,
+                ResponseSteered,
+                SteerInXdp,
+                BindingSteered
+            ]
         );
         assert_eq!(f[38..54], NAT_V6);
         assert_eq!(f[56..58], 40000u16.to_be_bytes());

@@ -679,7 +679,7 @@ pub fn table() -> Vec<Fixture> {
         row(
             "response from a legacy server to the private sent-by: steered to the NAT mapping",
             udp4(SERVER_V4, 5060, PHONE_V4, 5060, &ok_response(resp_via)),
-            &[Packets, SipResponses, ResponseSteered],
+            &[Packets, SipResponses, ResponseSteered, BindingSteered],
             None,
         )
         .inside()
@@ -693,7 +693,7 @@ pub fn table() -> Vec<Fixture> {
         row(
             "IPv6 response from a legacy server to the phone's own address: steered to the translated one",
             udp6(SERVER_V6, 5060, PHONE_V6, 5060, &ok_response(v6_resp_via)),
-            &[Packets, Ipv6, SipResponses, ResponseSteered],
+            &[Packets, Ipv6, SipResponses, ResponseSteered, BindingSteered],
             None,
         )
         .inside()

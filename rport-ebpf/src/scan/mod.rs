@@ -243,6 +243,9 @@ pub mod found {
     pub const MALFORMED: u32 = 16;
     /// The Via value has a branch parameter.
     pub const BRANCH: u32 = 32;
+    /// The top Via has an `rptag` parameter (rport's steering tag, `rport_common::tag`):
+    /// its value is in [`super::Scan::tag`].
+    pub const TAG: u32 = 64;
 }
 
 /// Scanner state and results. `#[repr(C)]`, integers only: it lives in the XDP program's
@@ -294,6 +297,10 @@ pub struct Scan {
     /// compare them with the userspace parser's; the XDP program does not use them.
     pub via_start: u32,
     pub via_end: u32,
+    /// The `rptag` value's first 64 bytes, little-endian in words (the layout of
+    /// `rport_common::tag::TagText`), and its length in bytes (more than 64: not a tag).
+    pub tag: [u64; 8],
+    pub tag_len: u32,
 }
 
 #[inline(always)]

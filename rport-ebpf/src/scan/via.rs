@@ -13,6 +13,7 @@ use super::{Scan, State, found, is_ws, lower, pack};
 const P_BRANCH: u64 = pack(b"branch");
 const P_RPORT: u64 = pack(b"rport");
 const P_RECEIVED: u64 = pack(b"received");
+const P_TAG: u64 = pack(rport_common::tag::PARAM);
 /// RFC 3261 magic cookie `z9hG4bK`, first byte in the low bits.
 const COOKIE_WORD: u64 = u64::from_le_bytes(*b"z9hG4bK\0");
 
@@ -21,6 +22,8 @@ const COOKIE_WORD: u64 = u64::from_le_bytes(*b"z9hG4bK\0");
 pub const PK_OTHER: u32 = 0;
 pub const PK_BRANCH: u32 = 1;
 pub const PK_RPORT: u32 = 2;
+/// rport's steering tag (`rptag`): its value is kept (`Scan::tag`).
+pub const PK_TAG: u32 = 3;
 
 /// A set of ASCII bytes as two 64-bit masks (bytes 0-63 and 64-127; no byte from 128 up).
 /// Testing a byte is a compare and a shift: no table, which in BPF would be a map value
@@ -422,6 +425,12 @@ impl Scan {
                 self.malformed();
             }
             self.flags |= flags::RECEIVED;
+        } else if n == P_TAG {
+            if self.found & found::TAG != 0 {
+                self.malformed();
+            }
+            self.found |= found::TAG;
+            self.pkind = PK_TAG;
         }
     }
 
@@ -439,6 +448,22 @@ impl Scan {
                 self.cookie += 1;
             }
             self.branch_len += 1;
+        } else if self.pkind == PK_TAG {
+            // Byte `tag_len` of the words, little-endian; a compare per word rather than
+            // an index (see above on why state fields do not index arrays).
+            let i = self.tag_len;
+            if i < 64 {
+                let v = (c as u64) << ((i & 7) * 8);
+                let w = i >> 3;
+                let mut k = 0;
+                while k < 8 {
+                    if w == k as u32 {
+                        self.tag[k] |= v;
+                    }
+                    k += 1;
+                }
+            }
+            self.tag_len += 1;
         } else if self.pkind == PK_RPORT {
             if c.is_ascii_digit() && self.digits < 5 {
                 self.rport = self.rport * 10 + (c - b'0') as u32;
