@@ -679,6 +679,18 @@ pub struct TagBuf {
 }
 
 impl TagBuf {
+    /// A value from its text (at most 64 bytes kept): for tests and tools; the daemon
+    /// gets its values from [`encode`].
+    pub fn from_text(t: &[u8]) -> TagBuf {
+        let n = t.len().min(BUF_LEN);
+        let mut b = TagBuf {
+            buf: [0; BUF_LEN],
+            len: n,
+        };
+        b.buf[..n].copy_from_slice(&t[..n]);
+        b
+    }
+
     /// The value's characters.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]

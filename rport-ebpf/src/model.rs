@@ -478,6 +478,102 @@ mod tests {
         assert!(!in_prefix(&a, &[0; 16], 96));
     }
 
+    /// TAG_KEYS with one key (id 1) and the default age limits, at TAI second 1,000,000.
+    fn keyed(key: [u8; 16]) -> HostMaps {
+        use rport_common::tag::{TagConf, TagKey, TagKeys};
+        let mut k = TagKeys {
+            conf: TagConf::DEFAULT,
+            current: 1,
+            ..TagKeys::default()
+        };
+        k.slots[1] = TagKey {
+            key,
+            created_tai_s: 0,
+            id: 1,
+            valid: 1,
+            _pad: [0; 6],
+        };
+        HostMaps {
+            tag_keys: k,
+            tai_now_s: 1_000_000,
+            ..HostMaps::default()
+        }
+    }
+
+    /// A Via tag toward the NAT mapping for responses of `server`, made at `made`.
+    fn tag_for(key: [u8; 16], server: [u8; 4], made: u64) -> String {
+        use rport_common::tag::{self, Tag};
+        let v4m = |a: [u8; 4]| std::net::Ipv4Addr::from(a).to_ipv6_mapped().octets();
+        let t = Tag::new(1, tag::KIND_VIA, v4m(NAT_V4), NAT_PORT, made).sign(
+            &key,
+            &v4m(server),
+            5060,
+            0,
+        );
+        String::from_utf8(tag::encode(&t).as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn tag_outcomes() {
+        const K: [u8; 16] = [7; 16];
+        let via = |t: &str| {
+            format!(
+                "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-9;rport=32415;received=203.0.113.1;rptag={t}"
+            )
+        };
+        let go = |m: &mut HostMaps, t: &str, src: [u8; 4]| {
+            let mut f = udp4(src, 5060, PHONE_V4, 5060, &ok_response(&via(t)));
+            let (_, c) = run(&mut f, role::INSIDE, 0, m, 2);
+            (c, f)
+        };
+        // No binding at all (another gateway saw the request, or the map forgot it): the
+        // tag alone steers, to the target it names.
+        let mut m = keyed(K);
+        let (c, f) = go(&mut m, &tag_for(K, SERVER_V4, 1_000_000 - 10), SERVER_V4);
+        assert_eq!(
+            c,
+            [
+                Packets,
+                SipResponses,
+                ResponseSteered,
+                SteerInXdp,
+                TagSteered
+            ]
+        );
+        assert_eq!(f[30..34], NAT_V4);
+        assert_eq!(f[36..38], NAT_PORT.to_be_bytes());
+        assert!(checksums_valid(&f));
+        // Another key's tag, an altered one, another server's, an expired one.
+        let other = tag_for([8; 16], SERVER_V4, 1_000_000);
+        let mut altered = tag_for(K, SERVER_V4, 1_000_000).into_bytes();
+        altered[12] = if altered[12] == b'0' { b'1' } else { b'0' };
+        let altered = String::from_utf8(altered).unwrap();
+        for (t, src, want) in [
+            (other.as_str(), SERVER_V4, TagInvalid),
+            (altered.as_str(), SERVER_V4, TagInvalid),
+            ("00", SERVER_V4, TagInvalid),
+            (
+                &tag_for(K, [198, 51, 100, 99], 1_000_000),
+                SERVER_V4,
+                TagInvalid,
+            ),
+            (
+                &tag_for(K, SERVER_V4, 1_000_000),
+                [198, 51, 100, 99],
+                TagInvalid,
+            ),
+            (
+                &tag_for(K, SERVER_V4, 1_000_000 - 400),
+                SERVER_V4,
+                TagExpired,
+            ),
+        ] {
+            let (c, f) = go(&mut m, t, src);
+            assert_eq!(c, [Packets, SipResponses, want], "{t}");
+            assert_eq!(f[30..34], PHONE_V4, "not steered: {t}");
+        }
+    }
+
     #[test]
     fn legacy_response_is_steered_with_valid_checksums() {
         let mut m = HostMaps::default();

@@ -1206,7 +1206,7 @@ fn grammar_refuses() {
         ";rport=1;RPORT",
         ";branch=a;branch=b",
         ";branch;branch=z9hG4bK1",
-        ";received;received=192.0.2.9",
+        ";rptag=1;rptag=2",
         // Junk where a separator belongs.
         " junk",
         ";rport junk",
@@ -1305,4 +1305,19 @@ fn fuzz_found_vias_are_malformed() {
     ] {
         malformed(&scan(&invite(via)));
     }
+}
+
+/// Two `received` are a good Via: Kamailio's replies append their own after rport's, and
+/// the response must still be steered. (The rewrite refuses such a request.)
+#[test]
+fn received_twice_is_not_malformed() {
+    let s = Scan::run_chunked(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport=8803;received=203.0.113.1;rptag=10;received=203.0.113.1\r\nCall-ID: a\r\n\r\n",
+    );
+    assert_eq!(
+        s.found & (found::VIA | found::MALFORMED | found::TAG),
+        found::VIA | found::TAG
+    );
+    assert_eq!(s.tag_len, 2);
+    assert_eq!(s.tag[0] & 0xffff, u16::from_le_bytes(*b"10") as u64);
 }

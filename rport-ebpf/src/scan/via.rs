@@ -421,9 +421,9 @@ impl Scan {
             self.digits = 0;
             self.pkind = PK_RPORT;
         } else if n == P_RECEIVED {
-            if self.flags & flags::RECEIVED != 0 {
-                self.malformed();
-            }
+            // Twice is not malformed: a server that adds its own `received` after ours
+            // (Kamailio's replies do) sends exactly that back. The rewrite refuses a
+            // request with two (`TopVia::received_twice`).
             self.flags |= flags::RECEIVED;
         } else if n == P_TAG {
             if self.found & found::TAG != 0 {

@@ -63,6 +63,7 @@ pub fn forward_frame<'f>(
     frame: &'f mut [u8],
     len: usize,
     force_rport: &[(IpAddr, u8)],
+    signer: &crate::datapath::keys::Signer,
     sender: &mut Batch<'_, 'f>,
     stats: &DaemonStats,
     nat: &NatTracker,
@@ -79,6 +80,7 @@ pub fn forward_frame<'f>(
     };
     let policy = Policy {
         force_rport: force_rport.iter().any(|n| in_net(src, *n)),
+        tag: Some(signer.via_tag((src, h.sport), (inject::destination(&h), h.dport), now)),
     };
     let (p0, plen) = (h.payload as usize, h.payload_len as usize);
     // IPv6 is never fragmented on the way (only the client may): bound the rewrite so the
@@ -192,6 +194,7 @@ pub fn start(
                 cfg.force_rport.clone(),
                 nat.clone(),
             );
+            let signer = crate::datapath::keys::Signer::new(loaded.tag_key);
             workers.handles.push(
                 std::thread::Builder::new()
                     .name(format!("rport-{}-q{q}", iface.name))
@@ -202,7 +205,9 @@ pub fn start(
                             &bt,
                             &mut sender,
                             |frame, len, sender, now| {
-                                forward_frame(frame, len, &force, sender, &stats, &nat, now)
+                                forward_frame(
+                                    frame, len, &force, &signer, sender, &stats, &nat, now,
+                                )
                             },
                         )
                     })?,

@@ -231,6 +231,52 @@ pub fn install(ebpf: &mut aya::Ebpf, file: Option<&Path>) -> Result<TagKey> {
         .context("no current tag key after install")
 }
 
+/// Makes the Via tags of one forwarding thread: the current key, and the TAI clock read
+/// once at start and advanced by the batch's `Instant` (no clock read per packet).
+#[derive(Clone)]
+pub struct Signer {
+    key: TagKey,
+    base: std::time::Instant,
+    base_tai_s: u64,
+}
+
+impl fmt::Debug for Signer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Signer").field("key", &self.key).finish()
+    }
+}
+
+impl Signer {
+    pub fn new(key: TagKey) -> Signer {
+        Signer {
+            key,
+            base: std::time::Instant::now(),
+            base_tai_s: tai_now_s(),
+        }
+    }
+
+    /// The `rptag` value that steers the responses of `server` back to `target` (the
+    /// request's observed source), stamped `now`.
+    pub fn via_tag(
+        &self,
+        target: (std::net::IpAddr, u16),
+        server: (std::net::IpAddr, u16),
+        now: std::time::Instant,
+    ) -> rport_common::tag::TagBuf {
+        use rport_common::{addr_to_16, tag};
+        let tai = self.base_tai_s + now.saturating_duration_since(self.base).as_secs();
+        let t = tag::Tag::new(
+            self.key.id,
+            tag::KIND_VIA,
+            addr_to_16(target.0),
+            target.1,
+            tai,
+        )
+        .sign(&self.key.key, &addr_to_16(server.0), server.1, 0);
+        tag::encode(&t)
+    }
+}
+
 /// TAI seconds now (`CLOCK_TAI`), the clock tags are stamped with.
 pub fn tai_now_s() -> u64 {
     let mut ts = libc::timespec {

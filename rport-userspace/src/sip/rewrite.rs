@@ -42,10 +42,23 @@ pub struct Observed {
 }
 
 /// Operator policy.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct Policy {
     /// Behave as if the client had sent `;rport` (Asterisk force_rport, Kamailio force_rport()).
     pub force_rport: bool,
+    /// The steering tag (`rport_common::tag`, the value of `;rptag=`) to put in the
+    /// rewritten Via, made by the caller for this observed source and server. A tag the
+    /// message already has is replaced by it, or removed when there is none.
+    pub tag: Option<rport_common::tag::TagBuf>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("force_rport", &self.force_rport)
+            .field("tag", &self.tag.is_some())
+            .finish()
+    }
 }
 
 /// Why a message was not rewritten. In every case the buffer is left as it was.
@@ -113,6 +126,8 @@ enum Param {
     Received(IpAddr),
     /// `;rport=<port>`.
     Rport(u16),
+    /// `;rptag=<tag>`, or nothing (a client's tag removed).
+    Tag(Option<rport_common::tag::TagBuf>),
 }
 
 /// Where a parameter's bytes go: counted, written into place, or compared with the old
@@ -196,6 +211,13 @@ impl Param {
                 s.put(b";rport=");
                 decimal(s, p);
             }
+            Param::Tag(Some(t)) => {
+                s.put(b";");
+                s.put(rport_common::tag::PARAM);
+                s.put(b"=");
+                s.put(t.as_bytes());
+            }
+            Param::Tag(None) => {}
         }
     }
 
@@ -259,8 +281,11 @@ pub fn rewrite_top_via(
         return Ok(unchanged);
     }
     let v = via::parse_top_via_in(m, &h)?;
+    if v.received_twice {
+        return Err(RewriteError::MalformedVia);
+    }
     let wants_rport = v.rport.is_some() || policy.force_rport;
-    if !wants_rport && v.sent_by_is(m, observed.addr) {
+    if !wants_rport && v.tag.is_none() && v.sent_by_is(m, observed.addr) {
         return Ok(unchanged);
     }
     // At most three edits, in message order: received and rport replaced where they stand
@@ -269,7 +294,7 @@ pub fn rewrite_top_via(
     let received = Param::Received(observed.addr);
     let rport = Param::Rport(observed.port);
     let rport_span = v.rport.as_ref().map(|r| r.span.clone());
-    let mut edits: [Option<Edit>; 3] = [None, None, None];
+    let mut edits: [Option<Edit>; 4] = [None, None, None, None];
     let mut n = 0;
     let mut push = |e: Edit| {
         edits[n] = Some(e);
@@ -288,8 +313,24 @@ pub fn rewrite_top_via(
     if wants_rport && rport_span.is_none() {
         push(Edit::new(at..at, rport));
     }
-    if matches!(&edits, [Some(a), Some(b), _] if a.old.start > b.old.start) {
-        edits.swap(0, 1);
+    // The tag: the old one (anyone's) replaced where it stands, else appended last.
+    let tag = Param::Tag(policy.tag);
+    match &v.tag {
+        Some(r) => push(Edit::new(r.clone(), tag)),
+        None if policy.tag.is_some() => push(Edit::new(at..at, tag)),
+        None => {}
+    }
+    // In message order (the in-place ones may stand in any order, the appended ones are
+    // last and in the order pushed): a stable insertion sort by start.
+    let n = n;
+    for i in 1..n {
+        let mut j = i;
+        while j > 0
+            && edits[j - 1].as_ref().map(|e| e.old.start) > edits[j].as_ref().map(|e| e.old.start)
+        {
+            edits.swap(j - 1, j);
+            j -= 1;
+        }
     }
     let edits = || edits.iter().flatten();
     if edits().all(|e| e.new.is(&m[e.old.clone()])) {
@@ -344,7 +385,15 @@ pub fn run_cli(source: SocketAddr, force_rport: bool) -> ExitCode {
         addr: source.ip(),
         port: source.port(),
     };
-    match rewrite_top_via(&mut input, len, observed, Policy { force_rport }) {
+    match rewrite_top_via(
+        &mut input,
+        len,
+        observed,
+        Policy {
+            force_rport,
+            tag: None,
+        },
+    ) {
         Ok(r) => {
             let _ = std::io::stdout().write_all(&input[..r.len]);
             ExitCode::SUCCESS
@@ -507,10 +556,78 @@ mod tests {
         assert!(!r.changed);
     }
 
+    fn tagged(value: &str) -> Policy {
+        Policy {
+            force_rport: false,
+            tag: Some(rport_common::tag::TagBuf::from_text(value.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn the_tag_goes_last_and_a_clients_tag_is_replaced_or_removed() {
+        let t = tagged("0a1b");
+        // Appended after received and rport.
+        let (out, _) = rw_with(
+            &msg("Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport"),
+            SRC,
+            t,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            msg(
+                "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport=32415;received=203.0.113.1;rptag=0a1b"
+            )
+        );
+        // A client's own (forged or copied) tag, before rport: replaced where it stands.
+        let (out, _) = rw_with(
+            &msg("Via: SIP/2.0/UDP 192.168.1.50:5060;RPTAG=ffff;branch=z9hG4bK-1;rport"),
+            SRC,
+            t,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            msg(
+                "Via: SIP/2.0/UDP 192.168.1.50:5060;rptag=0a1b;branch=z9hG4bK-1;rport=32415;received=203.0.113.1"
+            )
+        );
+        // Nothing else to do, but a tag there: still removed (no tag of ours to give).
+        let (out, r) = rw_with(
+            &msg("Via: SIP/2.0/UDP 203.0.113.1:32415;branch=z9hG4bK-1;rptag=ffff"),
+            SRC,
+            Policy::default(),
+        )
+        .unwrap();
+        assert!(r.changed);
+        assert_eq!(
+            out,
+            msg("Via: SIP/2.0/UDP 203.0.113.1:32415;branch=z9hG4bK-1;received=203.0.113.1")
+        );
+        // Two tags: malformed, untouched.
+        assert_eq!(
+            rw_with(
+                &msg("Via: SIP/2.0/UDP 192.168.1.50:5060;rptag=1;rptag=2;rport"),
+                SRC,
+                t
+            )
+            .unwrap_err(),
+            RewriteError::MalformedVia
+        );
+    }
+
     #[test]
     fn force_rport_behaves_as_if_rport_was_sent() {
         let m = msg("Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-1");
-        let (out, r) = rw_with(&m, SRC, Policy { force_rport: true }).unwrap();
+        let (out, r) = rw_with(
+            &m,
+            SRC,
+            Policy {
+                force_rport: true,
+                tag: None,
+            },
+        )
+        .unwrap();
         assert_eq!(
             out,
             msg(
@@ -716,7 +833,15 @@ mod tests {
                 b.resize(m.len() + 128, 0);
                 let before = b.clone();
                 assert_eq!(
-                    rewrite_top_via(&mut b, m.len(), SRC, Policy { force_rport }),
+                    rewrite_top_via(
+                        &mut b,
+                        m.len(),
+                        SRC,
+                        Policy {
+                            force_rport,
+                            tag: None
+                        }
+                    ),
                     Err(RewriteError::MalformedVia),
                     "{via:?}"
                 );
@@ -807,7 +932,7 @@ mod tests {
         fn never_panics_on_bytes(data in prop::collection::vec(any::<u8>(), 0..600), force in any::<bool>()) {
             let mut b = data.clone();
             b.resize(data.len() + 64, 0);
-            let _ = rewrite_top_via(&mut b, data.len(), SRC, Policy { force_rport: force });
+            let _ = rewrite_top_via(&mut b, data.len(), SRC, Policy { force_rport: force, tag: None });
             let _ = parse_top_via(&data);
             let _ = call_id(&data);
         }
@@ -816,7 +941,7 @@ mod tests {
         fn reported_call_id_is_the_call_id_of_the_result(m in valid_message(), force in any::<bool>()) {
             let mut b = m.clone().into_bytes();
             b.resize(m.len() + 256, 0);
-            if let Ok(r) = rewrite_top_via(&mut b, m.len(), SRC, Policy { force_rport: force }) {
+            if let Ok(r) = rewrite_top_via(&mut b, m.len(), SRC, Policy { force_rport: force, tag: None }) {
                 let out = &b[..r.len];
                 prop_assert_eq!(r.call_id.map(|c| &out[c]), call_id(out));
             }
@@ -835,7 +960,7 @@ mod tests {
 
         #[test]
         fn idempotent_and_preserves_outside_the_top_via(m in valid_message(), force in any::<bool>()) {
-            let p = Policy { force_rport: force };
+            let p = Policy { force_rport: force, tag: None };
             let Ok((once, _)) = rw_with(&m, SRC, p) else { return Ok(()) };
             let (twice, r2) = rw_with(&once, SRC, p).unwrap();
             prop_assert_eq!(&twice, &once);

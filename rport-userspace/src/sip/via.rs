@@ -59,6 +59,11 @@ pub struct TopVia {
     pub rport: Option<Rport>,
     /// The whole `received` parameter, from its `;`.
     pub received: Option<Range<usize>>,
+    /// A second `received` follows the first.
+    pub received_twice: bool,
+    /// The whole `rptag` parameter (rport's steering tag, `rport_common::tag`), from its
+    /// `;`: never the client's to give, so the rewrite replaces it.
+    pub tag: Option<Range<usize>>,
 }
 
 /// A byte set as a table (one lookup per byte).
@@ -256,6 +261,8 @@ pub fn parse_value(m: &[u8], hv: Range<usize>) -> Result<TopVia, ViaError> {
         branch: None,
         rport: None,
         received: None,
+        received_twice: false,
+        tag: None,
     };
     c.sws();
     if c.eat(b':') {
@@ -308,10 +315,18 @@ pub fn parse_value(m: &[u8], hv: Range<usize>) -> Result<TopVia, ViaError> {
                 port: value.and_then(|r| port_number(&m[r])),
             });
         } else if name.eq_ignore_ascii_case(b"received") {
+            // Twice is a good Via (a server appends its own to ours in replies), but not
+            // one to rewrite: which would the next hop read?
             if v.received.is_some() {
+                v.received_twice = true;
+            } else {
+                v.received = Some(ps..end);
+            }
+        } else if name.eq_ignore_ascii_case(rport_common::tag::PARAM) {
+            if v.tag.is_some() {
                 return Err(ViaError::Malformed);
             }
-            v.received = Some(ps..end);
+            v.tag = Some(ps..end);
         }
         v.value.end = end;
     }
