@@ -189,6 +189,14 @@ impl Counters {
     pub fn contains(self, c: Counter) -> bool {
         self.0 & (1 << c as u32) != 0
     }
+    /// The slot of the lowest counter in `bits` (not 0): its trailing zeros, counted with
+    /// a de Bruijn multiplication and a 64-entry table, because BPF has no instruction
+    /// for it.
+    #[inline(always)]
+    pub fn lowest_slot(bits: u64) -> u32 {
+        let low = bits & bits.wrapping_neg();
+        BIT_INDEX[(low.wrapping_mul(DE_BRUIJN) >> 58) as usize] as u32
+    }
     /// The counters, in slot order.
     pub fn iter(self) -> impl Iterator<Item = Counter> {
         Counter::ALL
@@ -197,6 +205,19 @@ impl Counters {
             .filter(move |c| self.contains(*c))
     }
 }
+
+/// A de Bruijn sequence: the top 6 bits of `(1 << i) * DE_BRUIJN` differ for each `i`.
+const DE_BRUIJN: u64 = 0x03f7_9d71_b4cb_0a89;
+/// `i`, at `(1 << i) * DE_BRUIJN >> 58`.
+static BIT_INDEX: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        t[((1u64 << i).wrapping_mul(DE_BRUIJN) >> 58) as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl core::fmt::Debug for Counters {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -1151,6 +1172,16 @@ mod tests {
             (steer, none, &[Packets, SipResponses, Truncated]),
         ] {
             assert_eq!(o.counters(done), set(want), "{o:?} {done:?}");
+        }
+    }
+
+    #[test]
+    fn lowest_slot_is_trailing_zeros() {
+        for i in 0..64 {
+            for above in [0, u64::MAX, 0x5555_5555_5555_5555] {
+                let m = (1u64 << i) | (above << i);
+                assert_eq!(Counters::lowest_slot(m), m.trailing_zeros(), "{m:#x}");
+            }
         }
     }
 
