@@ -51,18 +51,18 @@ impl Msg {
         }
     }
 
-    /// Pushes the message's counters and `outcome`, the counter of what became of it.
+    /// Adds the message's counters and `outcome`, the counter of what became of it.
     #[inline(always)]
     fn counters(&self, outcome: Counter, c: &mut Counters) {
-        c.push(match self.kind {
+        c.add(match self.kind {
             Kind::Request => Counter::SipRequests,
             Kind::Response => Counter::SipResponses,
         });
-        c.push(outcome);
-        c.push_if(self.short, Counter::Truncated);
-        c.push_if(self.first_fragment, Counter::IpFragment);
-        c.push_if(self.ipv6, Counter::Ipv6);
-        c.push_if(self.vlan, Counter::Vlan);
+        c.add(outcome);
+        c.add_if(self.short, Counter::Truncated);
+        c.add_if(self.first_fragment, Counter::IpFragment);
+        c.add_if(self.ipv6, Counter::Ipv6);
+        c.add_if(self.vlan, Counter::Vlan);
     }
 }
 
@@ -173,12 +173,12 @@ impl Counters {
         Counters(0)
     }
     #[inline(always)]
-    pub fn push(&mut self, c: Counter) {
+    pub fn add(&mut self, c: Counter) {
         self.0 |= 1 << c as u32;
     }
     /// Adds `c` if `cond`, without a branch.
     #[inline(always)]
-    pub fn push_if(&mut self, cond: bool, c: Counter) {
+    pub fn add_if(&mut self, cond: bool, c: Counter) {
         self.0 |= (cond as u64) << c as u32;
     }
     /// Bit `c as u32` set for each counter `c`: what the glue walks.
@@ -230,20 +230,20 @@ impl core::fmt::Debug for Counters {
 /// The counters of a request's Via, from the flags of its (would-be) binding.
 #[inline(always)]
 fn via_counters(fl: u32, c: &mut Counters) {
-    c.push(if fl & flags::RPORT_EMPTY != 0 {
+    c.add(if fl & flags::RPORT_EMPTY != 0 {
         Counter::RportEmpty
     } else if fl & flags::RPORT_VALUE != 0 {
         Counter::RportWithValue
     } else {
         Counter::NoRport
     });
-    c.push_if(fl & flags::RECEIVED != 0, Counter::ReceivedPresent);
-    c.push_if(fl & flags::SENT_BY_DIFFERS != 0, Counter::SentByDiffers);
-    c.push_if(fl & flags::PORT_DIFFERS != 0, Counter::SourcePortDiffers);
-    c.push_if(fl & flags::SENT_BY_PRIVATE != 0, Counter::SentByPrivate);
-    c.push_if(fl & flags::SENT_BY_CGNAT != 0, Counter::SentByCgnat);
-    c.push_if(fl & flags::SENT_BY_NAME != 0, Counter::SentByName);
-    c.push_if(fl & flags::FORCE_RPORT != 0, Counter::ForceRport);
+    c.add_if(fl & flags::RECEIVED != 0, Counter::ReceivedPresent);
+    c.add_if(fl & flags::SENT_BY_DIFFERS != 0, Counter::SentByDiffers);
+    c.add_if(fl & flags::PORT_DIFFERS != 0, Counter::SourcePortDiffers);
+    c.add_if(fl & flags::SENT_BY_PRIVATE != 0, Counter::SentByPrivate);
+    c.add_if(fl & flags::SENT_BY_CGNAT != 0, Counter::SentByCgnat);
+    c.add_if(fl & flags::SENT_BY_NAME != 0, Counter::SentByName);
+    c.add_if(fl & flags::FORCE_RPORT != 0, Counter::ForceRport);
 }
 
 impl Outcome {
@@ -252,17 +252,17 @@ impl Outcome {
     pub fn counters(&self, done: Done) -> Counters {
         use Counter as C;
         let mut c = Counters::new();
-        c.push(C::Packets);
+        c.add(C::Packets);
         match *self {
-            Outcome::Parse(ParseError::NotUdp) | Outcome::NotSip => c.push(C::NonSip),
-            Outcome::Parse(ParseError::Truncated) => c.push(C::Truncated),
+            Outcome::Parse(ParseError::NotUdp) | Outcome::NotSip => c.add(C::NonSip),
+            Outcome::Parse(ParseError::Truncated) => c.add(C::Truncated),
             Outcome::Parse(ParseError::LaterFragment | ParseError::Ipv6Fragment) => {
-                c.push(C::IpFragment)
+                c.add(C::IpFragment)
             }
-            Outcome::Keepalive(Keepalive::Crlf) => c.push(C::KeepaliveCrlf),
-            Outcome::Keepalive(Keepalive::Zero) => c.push(C::KeepaliveZero),
-            Outcome::Keepalive(Keepalive::Stun) => c.push(C::KeepaliveStun),
-            Outcome::NotSipOnSipPort => c.push(C::NonSipOnSipPort),
+            Outcome::Keepalive(Keepalive::Crlf) => c.add(C::KeepaliveCrlf),
+            Outcome::Keepalive(Keepalive::Zero) => c.add(C::KeepaliveZero),
+            Outcome::Keepalive(Keepalive::Stun) => c.add(C::KeepaliveStun),
+            Outcome::NotSipOnSipPort => c.add(C::NonSipOnSipPort),
             Outcome::NoVia(m) => m.counters(C::NoVia, &mut c),
             Outcome::ViaBeyondWindow(m) => m.counters(C::ViaBeyondWindow, &mut c),
             Outcome::MalformedVia(m) => m.counters(C::MalformedVia, &mut c),
@@ -287,10 +287,10 @@ impl Outcome {
                 );
                 via_counters(binding.flags, &mut c);
                 if done.stored {
-                    c.push(C::BindingRecorded);
-                    c.push_if(new, C::BindingNew);
+                    c.add(C::BindingRecorded);
+                    c.add_if(new, C::BindingNew);
                 } else {
-                    c.push(C::BindingUpdateFailed);
+                    c.add(C::BindingUpdateFailed);
                 }
             }
             Outcome::ResponseNoBinding(m) => m.counters(C::ResponseNoBinding, &mut c),
@@ -970,7 +970,7 @@ mod tests {
     fn set(c: &[Counter]) -> Counters {
         let mut s = Counters::new();
         for c in c {
-            s.push(*c);
+            s.add(*c);
         }
         s
     }
@@ -1188,11 +1188,11 @@ mod tests {
     #[test]
     fn counters_set_basics() {
         let mut c = Counters::new();
-        c.push_if(false, Vlan);
+        c.add_if(false, Vlan);
         assert_eq!(c, Counters::default());
-        c.push_if(true, Vlan);
-        c.push(Packets);
-        c.push(ResponseSourceMismatch);
+        c.add_if(true, Vlan);
+        c.add(Packets);
+        c.add(ResponseSourceMismatch);
         assert_eq!(
             c.iter().collect::<Vec<_>>(),
             [Packets, Vlan, ResponseSourceMismatch]
