@@ -19,6 +19,12 @@ use crate::{
     scan::{Scan, found},
 };
 
+/// The XDP verdicts rport gives, numbered as the kernel's `xdp_action` (the XDP program
+/// asserts they match aya's), for host code that must not link aya-ebpf (see
+/// rport-ebpf/Cargo.toml).
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+
 /// A request or a response, by its first payload bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

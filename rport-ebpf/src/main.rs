@@ -30,6 +30,12 @@ mod prog {
 
     use verifier::{Frame, at};
 
+    const _: () = assert!(
+        decide::XDP_PASS == xdp_action::XDP_PASS
+            && decide::XDP_REDIRECT == xdp_action::XDP_REDIRECT,
+        "the host's verdict numbers are the kernel's"
+    );
+
     #[map(name = "BINDINGS")]
     static BINDINGS: LruHashMap<u64, Binding> = LruHashMap::with_max_entries(MAX_BINDINGS, 0);
     #[map(name = "COUNTERS")]
