@@ -109,6 +109,27 @@ mod tests {
     }
 
     #[test]
+    fn steer_leaves_a_frame_too_short_for_its_headers_alone() {
+        use crate::model::frames::*;
+        let f = udp4(SERVER_V4, 5060, PHONE_V4, 5060, b"SIP/2.0 200 OK\r\n");
+        let new = v4m(NAT_V4);
+        // Cut inside the UDP header; cut inside the IPv4 header, the UDP header (as the
+        // caller claims it) in the frame: nothing is written either way.
+        for (cut, l3, l4) in [(40, 14, 34), (30, 14, 22)] {
+            let mut short = f[..cut].to_vec();
+            let orig = short.clone();
+            let mut p: &mut [u8] = &mut short;
+            assert_eq!(steer(&mut p, l3, l4, false, &new, 1), None, "cut {cut}");
+            assert_eq!(short, orig, "cut {cut}");
+        }
+        let mut whole = f.clone();
+        let mut p: &mut [u8] = &mut whole;
+        assert_eq!(steer(&mut p, 14, 34, false, &new, NAT_PORT), Some(()));
+        assert!(checksums_valid(&whole));
+        assert_eq!(whole[30..34], NAT_V4);
+    }
+
+    #[test]
     fn incremental_equals_recomputed() {
         let mut hdr = [
             0x45u8, 0, 0, 0x54, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 10, 192, 168, 1,

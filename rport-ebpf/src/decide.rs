@@ -21,6 +21,12 @@ use crate::{
     scan::{Scan, found},
 };
 
+/// The XDP verdicts rport gives, numbered as the kernel's `xdp_action` (the XDP program
+/// asserts they match aya's), for host code that must not link aya-ebpf (see
+/// rport-ebpf/Cargo.toml).
+pub const XDP_PASS: u32 = 2;
+pub const XDP_REDIRECT: u32 = 4;
+
 /// A request or a response, by its first payload bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -53,18 +59,18 @@ impl Msg {
         }
     }
 
-    /// Pushes the message's counters and `outcome`, the counter of what became of it.
+    /// Adds the message's counters and `outcome`, the counter of what became of it.
     #[inline(always)]
     fn counters(&self, outcome: Counter, c: &mut Counters) {
-        c.push(match self.kind {
+        c.add(match self.kind {
             Kind::Request => Counter::SipRequests,
             Kind::Response => Counter::SipResponses,
         });
-        c.push(outcome);
-        c.push_if(self.short, Counter::Truncated);
-        c.push_if(self.first_fragment, Counter::IpFragment);
-        c.push_if(self.ipv6, Counter::Ipv6);
-        c.push_if(self.vlan, Counter::Vlan);
+        c.add(outcome);
+        c.add_if(self.short, Counter::Truncated);
+        c.add_if(self.first_fragment, Counter::IpFragment);
+        c.add_if(self.ipv6, Counter::Ipv6);
+        c.add_if(self.vlan, Counter::Vlan);
     }
 }
 
@@ -201,12 +207,12 @@ impl Counters {
         Counters(0)
     }
     #[inline(always)]
-    pub fn push(&mut self, c: Counter) {
+    pub fn add(&mut self, c: Counter) {
         self.0 |= 1 << c as u32;
     }
     /// Adds `c` if `cond`, without a branch.
     #[inline(always)]
-    pub fn push_if(&mut self, cond: bool, c: Counter) {
+    pub fn add_if(&mut self, cond: bool, c: Counter) {
         self.0 |= (cond as u64) << c as u32;
     }
     /// Bit `c as u32` set for each counter `c`: what the glue walks.
@@ -217,6 +223,14 @@ impl Counters {
     pub fn contains(self, c: Counter) -> bool {
         self.0 & (1 << c as u32) != 0
     }
+    /// The slot of the lowest counter in `bits` (not 0): its trailing zeros, counted with
+    /// a de Bruijn multiplication and a 64-entry table, because BPF has no instruction
+    /// for it.
+    #[inline(always)]
+    pub fn lowest_slot(bits: u64) -> u32 {
+        let low = bits & bits.wrapping_neg();
+        BIT_INDEX[(low.wrapping_mul(DE_BRUIJN) >> 58) as usize] as u32
+    }
     /// The counters, in slot order.
     pub fn iter(self) -> impl Iterator<Item = Counter> {
         Counter::ALL
@@ -225,6 +239,19 @@ impl Counters {
             .filter(move |c| self.contains(*c))
     }
 }
+
+/// A de Bruijn sequence: the top 6 bits of `(1 << i) * DE_BRUIJN` differ for each `i`.
+const DE_BRUIJN: u64 = 0x03f7_9d71_b4cb_0a89;
+/// `i`, at `(1 << i) * DE_BRUIJN >> 58`.
+static BIT_INDEX: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        t[((1u64 << i).wrapping_mul(DE_BRUIJN) >> 58) as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
 
 impl core::fmt::Debug for Counters {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -237,20 +264,20 @@ impl core::fmt::Debug for Counters {
 /// The counters of a request's Via, from the flags of its (would-be) binding.
 #[inline(always)]
 fn via_counters(fl: u32, c: &mut Counters) {
-    c.push(if fl & flags::RPORT_EMPTY != 0 {
+    c.add(if fl & flags::RPORT_EMPTY != 0 {
         Counter::RportEmpty
     } else if fl & flags::RPORT_VALUE != 0 {
         Counter::RportWithValue
     } else {
         Counter::NoRport
     });
-    c.push_if(fl & flags::RECEIVED != 0, Counter::ReceivedPresent);
-    c.push_if(fl & flags::SENT_BY_DIFFERS != 0, Counter::SentByDiffers);
-    c.push_if(fl & flags::PORT_DIFFERS != 0, Counter::SourcePortDiffers);
-    c.push_if(fl & flags::SENT_BY_PRIVATE != 0, Counter::SentByPrivate);
-    c.push_if(fl & flags::SENT_BY_CGNAT != 0, Counter::SentByCgnat);
-    c.push_if(fl & flags::SENT_BY_NAME != 0, Counter::SentByName);
-    c.push_if(fl & flags::FORCE_RPORT != 0, Counter::ForceRport);
+    c.add_if(fl & flags::RECEIVED != 0, Counter::ReceivedPresent);
+    c.add_if(fl & flags::SENT_BY_DIFFERS != 0, Counter::SentByDiffers);
+    c.add_if(fl & flags::PORT_DIFFERS != 0, Counter::SourcePortDiffers);
+    c.add_if(fl & flags::SENT_BY_PRIVATE != 0, Counter::SentByPrivate);
+    c.add_if(fl & flags::SENT_BY_CGNAT != 0, Counter::SentByCgnat);
+    c.add_if(fl & flags::SENT_BY_NAME != 0, Counter::SentByName);
+    c.add_if(fl & flags::FORCE_RPORT != 0, Counter::ForceRport);
 }
 
 impl Outcome {
@@ -259,17 +286,17 @@ impl Outcome {
     pub fn counters(&self, done: Done) -> Counters {
         use Counter as C;
         let mut c = Counters::new();
-        c.push(C::Packets);
+        c.add(C::Packets);
         match *self {
-            Outcome::Parse(ParseError::NotUdp) | Outcome::NotSip => c.push(C::NonSip),
-            Outcome::Parse(ParseError::Truncated) => c.push(C::Truncated),
+            Outcome::Parse(ParseError::NotUdp) | Outcome::NotSip => c.add(C::NonSip),
+            Outcome::Parse(ParseError::Truncated) => c.add(C::Truncated),
             Outcome::Parse(ParseError::LaterFragment | ParseError::Ipv6Fragment) => {
-                c.push(C::IpFragment)
+                c.add(C::IpFragment)
             }
-            Outcome::Keepalive(Keepalive::Crlf) => c.push(C::KeepaliveCrlf),
-            Outcome::Keepalive(Keepalive::Zero) => c.push(C::KeepaliveZero),
-            Outcome::Keepalive(Keepalive::Stun) => c.push(C::KeepaliveStun),
-            Outcome::NotSipOnSipPort => c.push(C::NonSipOnSipPort),
+            Outcome::Keepalive(Keepalive::Crlf) => c.add(C::KeepaliveCrlf),
+            Outcome::Keepalive(Keepalive::Zero) => c.add(C::KeepaliveZero),
+            Outcome::Keepalive(Keepalive::Stun) => c.add(C::KeepaliveStun),
+            Outcome::NotSipOnSipPort => c.add(C::NonSipOnSipPort),
             Outcome::NoVia(m) => m.counters(C::NoVia, &mut c),
             Outcome::ViaBeyondWindow(m) => m.counters(C::ViaBeyondWindow, &mut c),
             Outcome::MalformedVia(m) => m.counters(C::MalformedVia, &mut c),
@@ -294,10 +321,10 @@ impl Outcome {
                 );
                 via_counters(binding.flags, &mut c);
                 if done.stored {
-                    c.push(C::BindingRecorded);
-                    c.push_if(new, C::BindingNew);
+                    c.add(C::BindingRecorded);
+                    c.add_if(new, C::BindingNew);
                 } else {
-                    c.push(C::BindingUpdateFailed);
+                    c.add(C::BindingUpdateFailed);
                 }
             }
             Outcome::ResponseNoBinding(m) => m.counters(C::ResponseNoBinding, &mut c),
@@ -313,9 +340,9 @@ impl Outcome {
                     },
                     &mut c,
                 );
-                c.push_if(done.in_xdp, C::SteerInXdp);
-                c.push_if(done.delivered && by_tag, C::TagSteered);
-                c.push_if(done.delivered && !by_tag, C::BindingSteered);
+                c.add_if(done.in_xdp, C::SteerInXdp);
+                c.add_if(done.delivered && by_tag, C::TagSteered);
+                c.add_if(done.delivered && !by_tag, C::BindingSteered);
             }
             Outcome::TagInvalid(m) => m.counters(C::TagInvalid, &mut c),
             Outcome::TagExpired(m) => m.counters(C::TagExpired, &mut c),
@@ -1066,7 +1093,7 @@ mod tests {
     fn set(c: &[Counter]) -> Counters {
         let mut s = Counters::new();
         for c in c {
-            s.push(*c);
+            s.add(*c);
         }
         s
     }
@@ -1279,13 +1306,23 @@ mod tests {
     }
 
     #[test]
+    fn lowest_slot_is_trailing_zeros() {
+        for i in 0..64 {
+            for above in [0, u64::MAX, 0x5555_5555_5555_5555] {
+                let m = (1u64 << i) | (above << i);
+                assert_eq!(Counters::lowest_slot(m), m.trailing_zeros(), "{m:#x}");
+            }
+        }
+    }
+
+    #[test]
     fn counters_set_basics() {
         let mut c = Counters::new();
-        c.push_if(false, Vlan);
+        c.add_if(false, Vlan);
         assert_eq!(c, Counters::default());
-        c.push_if(true, Vlan);
-        c.push(Packets);
-        c.push(ResponseSourceMismatch);
+        c.add_if(true, Vlan);
+        c.add(Packets);
+        c.add(ResponseSourceMismatch);
         assert_eq!(
             c.iter().collect::<Vec<_>>(),
             [Packets, Vlan, ResponseSourceMismatch]

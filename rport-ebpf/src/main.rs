@@ -26,13 +26,18 @@ mod prog {
     };
     use rport_ebpf::{
         csum,
-        decide::{self, Done, Ingress, Lookups, Outcome, Then},
+        decide::{self, Counters, Done, Ingress, Lookups, Outcome, Then},
         parse::{self, Headers},
-        pkt::{MAX_OFFSET, Packet, PacketMut, Plain},
         scan::Scan,
     };
 
-    use verifier::at;
+    use verifier::{Frame, at};
+
+    const _: () = assert!(
+        decide::XDP_PASS == xdp_action::XDP_PASS
+            && decide::XDP_REDIRECT == xdp_action::XDP_REDIRECT,
+        "the host's verdict numbers are the kernel's"
+    );
 
     #[map(name = "BINDINGS")]
     static BINDINGS: LruHashMap<u64, Binding> = LruHashMap::with_max_entries(MAX_BINDINGS, 0);
@@ -181,18 +186,15 @@ mod prog {
         verdict
     }
 
-    /// Bumps each counter of the set (bit `i`: slot `i`), one iteration per counter.
-    ///
-    /// The slot of the lowest bit set comes from a de Bruijn multiplication and a
-    /// 64-entry table: BPF has no count-trailing-zeros instruction, and a loop over every
-    /// bit up to the highest one set costs three times as much for a SIP message.
+    /// Bumps each counter of the set (bit `i`: slot `i`), one iteration per counter set,
+    /// lowest first: a loop over every bit up to the highest one set costs three times as
+    /// much for a SIP message.
     #[inline(always)]
     fn count_all(mut m: u64) {
         let mut n = 0;
         while n < counters::COUNT && m != 0 {
-            let low = m & m.wrapping_neg();
-            count(BIT_INDEX[(low.wrapping_mul(DE_BRUIJN) >> 58) as usize] as u32);
-            m ^= low;
+            count(Counters::lowest_slot(m));
+            m &= m - 1;
             n += 1;
         }
     }
@@ -217,19 +219,6 @@ mod prog {
         counters::COUNT == 44,
         "count_known: one test per counter slot"
     );
-
-    /// A de Bruijn sequence: `(1 << i) * DE_BRUIJN >> 58` is distinct for each `i < 64`.
-    const DE_BRUIJN: u64 = 0x03f7_9d71_b4cb_0a89;
-    /// `i`, at `(1 << i) * DE_BRUIJN >> 58`.
-    static BIT_INDEX: [u8; 64] = {
-        let mut t = [0u8; 64];
-        let mut i = 0;
-        while i < 64 {
-            t[((1u64 << i).wrapping_mul(DE_BRUIJN) >> 58) as usize] = i as u8;
-            i += 1;
-        }
-        t
-    };
 
     #[inline(always)]
     fn count(slot: u32) {
@@ -391,52 +380,6 @@ mod prog {
         debug!(ctx, "malformed top Via from {:i}:{}", h.src, h.sport);
     }
 
-    /// The XDP context as a [`Packet`].
-    struct Frame<'a>(&'a XdpContext);
-
-    impl Frame<'_> {
-        /// Address of `size` bytes at `off`, if they are in the frame.
-        ///
-        /// Bounding `off` first gives the verifier a finite range for the pointer; then
-        /// the `data + off + size <= data_end` check it needs before every access.
-        #[inline(always)]
-        fn span(&self, off: usize, size: usize) -> Option<usize> {
-            if off > MAX_OFFSET {
-                return None;
-            }
-            let start = self.0.data();
-            if start + off + size > self.0.data_end() {
-                return None;
-            }
-            Some(start + off)
-        }
-    }
-
-    impl Packet for Frame<'_> {
-        #[inline(always)]
-        fn len(&self) -> usize {
-            self.0.data_end() - self.0.data()
-        }
-        #[inline(always)]
-        fn read<T: Plain>(&self, off: usize) -> Option<T> {
-            let p = self.span(off, core::mem::size_of::<T>())?;
-            // SAFETY: in bounds (checked by `span`); unaligned because packet fields are;
-            // any bytes are a valid `T: Plain`.
-            Some(unsafe { core::ptr::read_unaligned(p as *const T) })
-        }
-    }
-
-    impl PacketMut for Frame<'_> {
-        #[inline(always)]
-        fn bytes_mut<const N: usize>(&mut self, off: usize) -> Option<&mut [u8; N]> {
-            let p = self.span(off, N)?;
-            // SAFETY: in bounds (checked by `span`), byte-aligned, borrowed from `self`
-            // mutably so no other access overlaps it; and the program calls no helper that
-            // moves packet data (`bpf_xdp_adjust_*`), which would leave it dangling.
-            Some(unsafe { &mut *(p as *mut [u8; N]) })
-        }
-    }
-
     /// What the verifier needs that the packet logic does not: every workaround in one
     /// place, each with its reason.
     ///
@@ -444,6 +387,9 @@ mod prog {
     ///   [`SCRATCH`]), not on the stack.
     /// - The scan is one `bpf_loop` callback ([`scan_step`]) over a context on the stack
     ///   ([`LoopCtx`]), its position kept in [`Work`] too.
+    /// - Every packet access checks `data + off + size <= data_end` on the very pointer
+    ///   it uses, after bounding `off` by [`MAX_OFFSET`] ([`Frame`]); writes take a whole
+    ///   header at once (`PacketMut::bytes_mut`).
     /// - Offsets read back from [`Headers`] are masked ([`at`]) before packet arithmetic.
     /// - The counter set of an outcome goes through the same slot ([`forget`]).
     mod verifier {
@@ -454,7 +400,58 @@ mod prog {
             programs::XdpContext,
         };
         use rport_common::SCAN_WINDOW;
-        use rport_ebpf::{decide::Counters, parse::Headers, scan::Scan};
+        use rport_ebpf::{
+            decide::Counters,
+            parse::Headers,
+            pkt::{MAX_OFFSET, Packet, PacketMut, Plain},
+            scan::Scan,
+        };
+
+        /// The XDP context as a [`Packet`] (and a [`PacketMut`]).
+        pub struct Frame<'a>(pub &'a XdpContext);
+
+        impl Frame<'_> {
+            /// Address of `size` bytes at `off`, if they are in the frame.
+            ///
+            /// Bounding `off` first gives the verifier a finite range for the pointer; then
+            /// the `data + off + size <= data_end` check it needs before every access.
+            #[inline(always)]
+            fn span(&self, off: usize, size: usize) -> Option<usize> {
+                if off > MAX_OFFSET {
+                    return None;
+                }
+                let start = self.0.data();
+                if start + off + size > self.0.data_end() {
+                    return None;
+                }
+                Some(start + off)
+            }
+        }
+
+        impl Packet for Frame<'_> {
+            #[inline(always)]
+            fn len(&self) -> usize {
+                self.0.data_end() - self.0.data()
+            }
+            #[inline(always)]
+            fn read<T: Plain>(&self, off: usize) -> Option<T> {
+                let p = self.span(off, core::mem::size_of::<T>())?;
+                // SAFETY: in bounds (checked by `span`); unaligned because packet fields are;
+                // any bytes are a valid `T: Plain`.
+                Some(unsafe { core::ptr::read_unaligned(p as *const T) })
+            }
+        }
+
+        impl PacketMut for Frame<'_> {
+            #[inline(always)]
+            fn bytes_mut<const N: usize>(&mut self, off: usize) -> Option<&mut [u8; N]> {
+                let p = self.span(off, N)?;
+                // SAFETY: in bounds (checked by `span`), byte-aligned, borrowed from `self`
+                // mutably so no other access overlaps it; and the program calls no helper that
+                // moves packet data (`bpf_xdp_adjust_*`), which would leave it dangling.
+                Some(unsafe { &mut *(p as *mut [u8; N]) })
+            }
+        }
 
         /// Per-CPU working memory of one program run: the parsed headers and the scanner
         /// state.

@@ -11,12 +11,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aya_ebpf::bindings::xdp_action;
 use rport_common::{Binding, Counter, IfaceConf, SIP_PORT};
 
 use crate::{
     csum,
-    decide::{self, Counters, Done, Ingress, Lookups, Outcome, Then},
+    decide::{self, Counters, Done, Ingress, Lookups, Outcome, Then, XDP_PASS, XDP_REDIRECT},
     parse::{self, Headers},
     scan::Scan,
 };
@@ -182,9 +181,9 @@ fn apply(mut frame: &mut [u8], h: &Headers, out: Outcome, maps: &mut HostMaps) -
             match then {
                 Then::ToUserspace(_) if maps.xsk_bound => {
                     done.delivered = true;
-                    xdp_action::XDP_REDIRECT
+                    XDP_REDIRECT
                 }
-                Then::ToUserspace(_) | Then::Pass | Then::QueueOutOfRange => xdp_action::XDP_PASS,
+                Then::ToUserspace(_) | Then::Pass | Then::QueueOutOfRange => XDP_PASS,
             }
         }
         Outcome::Steer { addr, port, .. } => {
@@ -200,9 +199,9 @@ fn apply(mut frame: &mut [u8], h: &Headers, out: Outcome, maps: &mut HostMaps) -
             // The host has no TC program to hand the decision to: the model is the
             // program on a driver without XDP metadata, which steers in XDP itself.
             done.in_xdp = done.delivered;
-            xdp_action::XDP_PASS
+            XDP_PASS
         }
-        _ => xdp_action::XDP_PASS,
+        _ => XDP_PASS,
     };
     Run {
         verdict,
@@ -356,7 +355,7 @@ mod tests {
         let mut f = nat_req(V);
         let orig = f.clone();
         let (verdict, counters) = run(&mut f, role::OUTSIDE, 0, &mut m, 1000);
-        assert_eq!(verdict, xdp_action::XDP_PASS);
+        assert_eq!(verdict, XDP_PASS);
         assert_eq!(counters, sorted(REQ_NAT));
         assert_eq!(f, orig, "a request is never rewritten in XDP");
         let b = m.bindings[&key("z9hG4bK-1")];
@@ -393,7 +392,7 @@ mod tests {
             },
         );
         let r = run_full(&mut nat_req(V), role::OUTSIDE, 3, &mut m, 1);
-        assert_eq!(r.verdict, xdp_action::XDP_REDIRECT);
+        assert_eq!(r.verdict, XDP_REDIRECT);
         assert!(r.counters.contains(ToUserspace) && !r.counters.contains(UserspaceUnavailable));
         let Outcome::Record { then, .. } = r.outcome else {
             panic!("{:?}", r.outcome)
@@ -401,7 +400,7 @@ mod tests {
         assert_eq!(then, Then::ToUserspace(2 * 64 + 3));
         // An rx queue the XSKMAP has no entry for: passed unrewritten.
         let (verdict, c) = run(&mut nat_req(V), role::OUTSIDE, 64, &mut m, 2);
-        assert_eq!(verdict, xdp_action::XDP_PASS);
+        assert_eq!(verdict, XDP_PASS);
         assert!(c.contains(&UserspaceUnavailable) && !c.contains(&ToUserspace));
     }
 
@@ -425,7 +424,7 @@ mod tests {
     fn request_from_inside_is_not_recorded() {
         let mut m = HostMaps::default();
         let (v, c) = run(&mut nat_req(V), role::INSIDE, 0, &mut m, 1);
-        assert_eq!(v, xdp_action::XDP_PASS);
+        assert_eq!(v, XDP_PASS);
         assert_eq!(
             c,
             [
@@ -450,7 +449,7 @@ mod tests {
             ..HostMaps::default()
         };
         let (v, c) = run(&mut nat_req(via), role::OUTSIDE, 0, &mut m, 1);
-        assert_eq!(v, xdp_action::XDP_PASS);
+        assert_eq!(v, XDP_PASS);
         assert!(
             c.contains(&RequestUnchanged) && !c.contains(&ForceRport),
             "{c:?}"
@@ -458,7 +457,7 @@ mod tests {
         // 203.0.113.0/24, IPv4-mapped: 96 + 24 bits.
         m.force_rport.push((v4m([203, 0, 113, 0]), 120));
         let (v, c) = run(&mut nat_req(via), role::OUTSIDE, 0, &mut m, 2);
-        assert_eq!(v, xdp_action::XDP_REDIRECT);
+        assert_eq!(v, XDP_REDIRECT);
         assert!(c.contains(&ForceRport) && c.contains(&ToUserspace), "{c:?}");
         assert_ne!(m.bindings[&key("z9hG4bK-f")].flags & F::FORCE_RPORT, 0);
         // A network the source is not in.
@@ -581,7 +580,7 @@ mod tests {
         let mut f = udp4(SERVER_V4, 5060, PHONE_V4, 5060, &ok_response(RESP_V));
         let orig = f.clone();
         let (v, c) = run(&mut f, role::INSIDE, 0, &mut m, 2);
-        assert_eq!(v, xdp_action::XDP_PASS);
+        assert_eq!(v, XDP_PASS);
         assert_eq!(
             c,
             [
@@ -679,7 +678,7 @@ mod tests {
             let (v, c) = run(&mut f, r, 0, &mut m, 2);
             assert_eq!(
                 (v, c),
-                (xdp_action::XDP_PASS, vec![Packets, SipResponses, want]),
+                (XDP_PASS, vec![Packets, SipResponses, want]),
                 "{name}"
             );
             assert_eq!(f, orig, "{name}");
@@ -721,11 +720,7 @@ mod tests {
             ),
         ] {
             let (v, c) = run(&mut f, role::OUTSIDE, 0, &mut m, 1);
-            assert_eq!(
-                (v, c),
-                (xdp_action::XDP_PASS, vec![Packets, want]),
-                "{name}"
-            );
+            assert_eq!((v, c), (XDP_PASS, vec![Packets, want]), "{name}");
         }
         assert!(m.bindings.is_empty());
     }

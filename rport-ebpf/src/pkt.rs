@@ -9,7 +9,19 @@ mod sealed {
 ///
 /// Why a trait of its own, sealed: [`Packet::read`] turns arbitrary bytes into a `T`; for
 /// `bool`, `char`, an enum or a reference most bit patterns are undefined behaviour, and
-/// `Copy` alone would let them in. Only this module implements it.
+/// `Copy` alone would let them in. Only this module implements it:
+///
+/// ```
+/// use rport_ebpf::pkt::Packet;
+/// let p: &[u8] = &[0x12, 0x34];
+/// assert_eq!(p.read::<[u8; 2]>(0), Some([0x12, 0x34]));
+/// ```
+///
+/// ```compile_fail
+/// use rport_ebpf::pkt::Packet;
+/// let p: &[u8] = &[2];
+/// let _ = p.read::<bool>(0); // 2 is no bool: refused at compile time
+/// ```
 pub trait Plain: Copy + sealed::Sealed {}
 
 macro_rules! plain {
@@ -29,6 +41,11 @@ impl<const N: usize> Plain for [u8; N] {}
 pub trait Packet {
     /// Length of the frame in bytes.
     fn len(&self) -> usize;
+    /// No bytes at all.
+    #[inline(always)]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Reads a `T` at `off`, or `None` if it does not fit in the frame.
     fn read<T: Plain>(&self, off: usize) -> Option<T>;
 

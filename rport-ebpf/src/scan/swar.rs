@@ -45,9 +45,6 @@ impl Scan {
     /// exactly as feeding them one by one to [`Scan::step`] would. Returns the count.
     #[inline(always)]
     pub fn skip_word(&mut self, w: u64) -> u32 {
-        // A CR pending from the byte before: either the LF right here makes it a line
-        // break, or it was a bare CR, which a skipped line ignores. Both ways, done with.
-        self.cr = 0;
         let adv = match first_lf(w) {
             None => 8,
             Some(k) => {
@@ -55,7 +52,9 @@ impl Scan {
                 k + 1
             }
         };
-        self.fed += adv;
+        if super::POSITIONS {
+            self.fed += adv;
+        }
         adv
     }
 

@@ -1088,6 +1088,7 @@ fn states_are_named_in_order() {
         State::CALLID_WS,
         State::CALLID,
         State::FOLD,
+        State::CR,
         State::DONE,
     ];
     let mut names = std::collections::HashSet::new();
@@ -1099,7 +1100,7 @@ fn states_are_named_in_order() {
             (State::PROTO_WS.0..=State::QUOTED_ESC.0).contains(&st.0)
         );
     }
-    assert_eq!(State(28).name(), "?");
+    assert_eq!(State(29).name(), "?");
     assert_eq!(format!("{:?}", State::HOST6), "HOST6(12)");
     // Plain u32 in memory: what the per-CPU map value holds.
     assert_eq!(core::mem::size_of::<State>(), 4);
@@ -1320,4 +1321,23 @@ fn received_twice_is_not_malformed() {
     );
     assert_eq!(s.tag_len, 2);
     assert_eq!(s.tag[0] & 0xffff, u16::from_le_bytes(*b"10") as u64);
+}
+
+#[test]
+fn scan_ending_on_a_carriage_return() {
+    // The scanned bytes end right after a CR (a window cut): the value it was in is
+    // closed as if the CR were not there.
+    let s = scan("INVITE x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=1\r\nCall-ID: abc\r");
+    assert_eq!(s.found & found::CALL_ID, found::CALL_ID);
+    assert_eq!(s.callid_hash, h("abc"));
+    // In a Via value: cut off, so malformed.
+    malformed(&scan("INVITE x SIP/2.0\r\nVia: SIP/2.0/UDP h;rport\r"));
+    // After the Via's line break: the Via is complete.
+    let s = scan("INVITE x SIP/2.0\r\nVia: SIP/2.0/UDP h;rport\r\n\r");
+    ok(&s);
+    assert_eq!(s.found & found::HEADERS_END, 0);
+    // CR CR LF in a Call-ID: the first CR is bare and skipped.
+    let s = scan("INVITE x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=1\r\nCall-ID: a\r\r\n\r\n");
+    assert_eq!(s.callid_hash, h("a"));
+    assert_eq!(s.found & found::HEADERS_END, found::HEADERS_END);
 }

@@ -4,11 +4,12 @@
 //! Each state accepts exactly the bytes the grammar allows there; any other byte makes
 //! the Via malformed at once ([`Scan::malformed`]), and the rest of the header is skipped.
 //! Whitespace reaches these states as SP/HTAB only: the driver turns a fold into the
-//! SP/HTAB that follows its line break, and a bare CR into [`Scan::malformed`].
+//! SP/HTAB that follows its line break, and a bare CR into [`Scan::malformed`] (via
+//! `bare_cr`, from [`State::CR`]).
 
 use rport_common::{flags, hash};
 
-use super::{Scan, State, found, is_ws, lower, pack};
+use super::{POSITIONS, Scan, State, found, is_ws, lower, pack};
 
 const P_BRANCH: u64 = pack(b"branch");
 const P_RPORT: u64 = pack(b"rport");
@@ -111,13 +112,13 @@ impl Scan {
         let ws = is_ws(c);
         // Every byte but whitespace and the `,` that ends the value is part of it (a `,` in
         // a quoted string is too, but its closing quote comes later).
-        if !ws && c != b',' {
+        if POSITIONS && !ws && c != b',' {
             self.via_end = self.fed;
         }
         match self.state {
             State::PROTO_WS => {
                 if TOKEN.has(c) {
-                    if self.slashes == 0 {
+                    if POSITIONS && self.slashes == 0 {
                         self.via_start = self.fed - 1;
                     }
                     self.state = State::PROTO;
