@@ -54,6 +54,12 @@ fn a_request_grown_past_the_mtu_arrives_whole() {
         .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no rport in {text}"));
+    // And the steering tag (its value depends on the daemon's key and the clock).
+    let tag = text
+        .split(";rptag=")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_hexdigit()).next())
+        .unwrap_or_else(|| panic!("no rptag in {text}"));
     let mut want = req.clone();
     want.resize(4096, 0);
     let r = rewrite_top_via(
@@ -63,7 +69,10 @@ fn a_request_grown_past_the_mtu_arrives_whole() {
             addr: "203.0.113.1".parse().unwrap(),
             port,
         },
-        Policy::default(),
+        Policy {
+            force_rport: false,
+            tag: Some(rport_common::tag::TagBuf::from_text(tag.as_bytes())),
+        },
     )
     .unwrap();
     assert_eq!(got, &want[..r.len]);
