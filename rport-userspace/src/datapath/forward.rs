@@ -57,13 +57,19 @@ pub fn in_net(a: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     }
 }
 
+/// What a forwarding thread applies to every request: the `--force-rport` networks and
+/// the signer of the steering tags.
+pub struct Rules {
+    pub force_rport: Vec<(IpAddr, u8)>,
+    pub signer: crate::datapath::keys::Signer,
+}
+
 /// Rewrites one request frame in place and queues it on `sender`. Anything that is not a
 /// request rport can rewrite is still a good packet: it goes on unchanged, and is counted.
 pub fn forward_frame<'f>(
     frame: &'f mut [u8],
     len: usize,
-    force_rport: &[(IpAddr, u8)],
-    signer: &crate::datapath::keys::Signer,
+    rules: &Rules,
     sender: &mut Batch<'_, 'f>,
     stats: &DaemonStats,
     nat: &NatTracker,
@@ -79,8 +85,12 @@ pub fn forward_frame<'f>(
         port: h.sport,
     };
     let policy = Policy {
-        force_rport: force_rport.iter().any(|n| in_net(src, *n)),
-        tag: Some(signer.via_tag((src, h.sport), (inject::destination(&h), h.dport), now)),
+        force_rport: rules.force_rport.iter().any(|n| in_net(src, *n)),
+        tag: Some(
+            rules
+                .signer
+                .via_tag((src, h.sport), (inject::destination(&h), h.dport), now),
+        ),
     };
     let (p0, plen) = (h.payload as usize, h.payload_len as usize);
     // IPv6 is never fragmented on the way (only the client may): bound the rewrite so the
@@ -194,7 +204,10 @@ pub fn start(
                 cfg.force_rport.clone(),
                 nat.clone(),
             );
-            let signer = crate::datapath::keys::Signer::new(loaded.tag_key);
+            let rules = Rules {
+                force_rport: force,
+                signer: crate::datapath::keys::Signer::new(loaded.tag_key),
+            };
             workers.handles.push(
                 std::thread::Builder::new()
                     .name(format!("rport-{}-q{q}", iface.name))
@@ -205,9 +218,7 @@ pub fn start(
                             &bt,
                             &mut sender,
                             |frame, len, sender, now| {
-                                forward_frame(
-                                    frame, len, &force, &signer, sender, &stats, &nat, now,
-                                )
+                                forward_frame(frame, len, &rules, sender, &stats, &nat, now)
                             },
                         )
                     })?,
