@@ -125,6 +125,16 @@ counters! {
     TagInvalid = "tag_invalid", "steering";
     /// Responses with an rport tag older than its age limit (300 s for a Via by default): passed.
     TagExpired = "tag_expired", "steering";
+    /// Requests from inside (a server toward a client) steered to the client's NAT mapping by the `rptag` rport put in the client's Contact, found in the Request-URI (stateless, like `tag_steered`).
+    RequestSteered = "request_steered", "steering";
+    /// Requests from inside whose Request-URI `rptag` is not rport's (forged, altered, another key's, a Via tag, or made for another server): passed, never steered.
+    RequestTagInvalid = "request_tag_invalid", "steering";
+    /// Requests from inside whose Request-URI tag is rport's but older than its age limit (a day for a Contact by default): passed.
+    RequestTagExpired = "request_tag_expired", "steering";
+    /// Requests from inside with a valid Contact tag, already sent to the client's mapping (a server that handles NAT itself): passed.
+    RequestAlreadyCorrect = "request_already_correct", "steering";
+    /// Responses from outside (a client answering a server) with a Contact: handed to the daemon, which puts the client's tag in the Contact so that the server's requests in the dialog (ACK, BYE) find the client.
+    ResponseContact = "response_contact", "steering";
 }
 
 /// Number of counter slots.

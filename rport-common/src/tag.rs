@@ -135,8 +135,13 @@ pub mod defaults {
     /// A Via tag must outlive its transaction: an INVITE rings for minutes (Timer C is
     /// over 3 minutes, RFC 3261 §16.6), its 2xx is retransmitted for 32 s more.
     pub const MAX_AGE_VIA_S: u32 = 300;
-    /// A Contact tag lives as long as a registration (refreshed with it).
-    pub const MAX_AGE_CONTACT_S: u32 = 3600;
+    /// A Contact tag must outlive a registration (refreshed with it, commonly an hour)
+    /// and a dialog: it is the remote target of every call the phone makes or answers,
+    /// refreshed only by a re-INVITE or UPDATE, so the far end's BYE of a long call carries
+    /// the tag made when the call started. A day covers both; what a stale tag allows is
+    /// only what the registrar itself would do with a stale Contact (send to a mapping
+    /// rport observed as that client's source).
+    pub const MAX_AGE_CONTACT_S: u32 = 86_400;
     /// Clock skew between gateways that share the keys.
     pub const MAX_FUTURE_S: u32 = 60;
 }

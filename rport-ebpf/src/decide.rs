@@ -18,7 +18,7 @@ use rport_common::{
 use crate::{
     parse::{Headers, ParseError, payload_head},
     pkt::Packet,
-    scan::{Scan, found},
+    scan::{self, Scan, found},
 };
 
 /// The XDP verdicts rport gives, numbered as the kernel's `xdp_action` (the XDP program
@@ -46,6 +46,9 @@ pub struct Msg {
     pub ipv6: bool,
     /// One or two VLAN tags.
     pub vlan: bool,
+    /// A response's status class, the first digit of its code (`b'2'` for a 200); 0 for a
+    /// request.
+    pub status: u8,
 }
 
 impl Msg {
@@ -56,6 +59,7 @@ impl Msg {
             first_fragment: h.first_fragment,
             ipv6: h.ipv6,
             vlan: h.vlan != 0,
+            status: 0,
         }
     }
 
@@ -121,9 +125,12 @@ pub enum Outcome {
     MalformedVia(Msg),
 
     // Requests.
-    /// On an inside interface (a server toward a client): counted with its Via `flags`
-    /// (the [`Binding::flags`] it would have had), passed, not recorded.
+    /// On an inside interface (a server toward a client) without a Contact tag in its
+    /// Request-URI: counted with its Via `flags` (the [`Binding::flags`] it would have
+    /// had), passed, not recorded.
     RequestFromInside { msg: Msg, flags: u32 },
+    /// From inside, with a valid Contact tag, already sent to the client's mapping.
+    RequestAlreadyCorrect(Msg),
     /// From outside: `binding` is written under `key` (`new`: the map had none), then the
     /// frame goes as `then` says.
     Record {
@@ -144,8 +151,14 @@ pub enum Outcome {
     ResponseNotFromInside(Msg),
     /// Would be steered, but comes from another host or port than the request went to.
     ResponseSourceMismatch(Msg),
+    /// A client's 1xx/2xx response from outside with a Contact: to the daemon (as
+    /// `then` says), which puts the client's tag in the Contact so that the requests the
+    /// server sends in the dialog (ACK, BYE, re-INVITE) come back with it.
+    ResponseContact { msg: Msg, then: Then },
     /// Destination rewritten to the recorded source (`addr`, `port`), checksums patched,
-    /// then passed: the kernel routes it to the client's NAT mapping (RFC 3581 §4).
+    /// then passed: the kernel routes it to the client's NAT mapping (RFC 3581 §4). A
+    /// response (by its Via tag or a binding), or a request from inside (by the Contact
+    /// tag in its Request-URI: `msg.kind` says which).
     Steer {
         msg: Msg,
         addr: [u8; 16],
@@ -154,9 +167,12 @@ pub enum Outcome {
         by_tag: bool,
     },
     /// A response whose top Via carries an `rptag` that is not rport's (a forged or
-    /// altered tag, another key's, a Contact tag, another server's): passed, not steered.
+    /// altered tag, another key's, a Contact tag, another server's), or a request from
+    /// inside whose Request-URI does (a Via tag, made for another server…): passed, not
+    /// steered.
     TagInvalid(Msg),
-    /// A response whose tag is rport's but older than its age limit: passed.
+    /// A response or request from inside whose tag is rport's but older than its age
+    /// limit: passed.
     TagExpired(Msg),
 }
 
@@ -328,24 +344,45 @@ impl Outcome {
                 }
             }
             Outcome::ResponseNoBinding(m) => m.counters(C::ResponseNoBinding, &mut c),
+            Outcome::RequestAlreadyCorrect(m) => m.counters(C::RequestAlreadyCorrect, &mut c),
             Outcome::ResponseAlreadyCorrect(m) => m.counters(C::ResponseAlreadyCorrect, &mut c),
+            Outcome::ResponseContact { msg, then } => {
+                msg.counters(C::ResponseContact, &mut c);
+                let delivered = matches!(then, Then::ToUserspace(_)) && done.delivered;
+                c.add_if(!delivered, C::UserspaceUnavailable);
+            }
             Outcome::ResponseNotFromInside(m) => m.counters(C::ResponseNotFromInside, &mut c),
             Outcome::ResponseSourceMismatch(m) => m.counters(C::ResponseSourceMismatch, &mut c),
             Outcome::Steer { msg, by_tag, .. } => {
+                let request = msg.kind == Kind::Request;
                 msg.counters(
-                    if done.delivered {
-                        C::ResponseSteered
-                    } else {
+                    if !done.delivered {
                         C::Truncated
+                    } else if request {
+                        C::RequestSteered
+                    } else {
+                        C::ResponseSteered
                     },
                     &mut c,
                 );
                 c.add_if(done.in_xdp, C::SteerInXdp);
-                c.add_if(done.delivered && by_tag, C::TagSteered);
+                c.add_if(done.delivered && by_tag && !request, C::TagSteered);
                 c.add_if(done.delivered && !by_tag, C::BindingSteered);
             }
-            Outcome::TagInvalid(m) => m.counters(C::TagInvalid, &mut c),
-            Outcome::TagExpired(m) => m.counters(C::TagExpired, &mut c),
+            Outcome::TagInvalid(m) => m.counters(
+                match m.kind {
+                    Kind::Request => C::RequestTagInvalid,
+                    Kind::Response => C::TagInvalid,
+                },
+                &mut c,
+            ),
+            Outcome::TagExpired(m) => m.counters(
+                match m.kind {
+                    Kind::Request => C::RequestTagExpired,
+                    Kind::Response => C::TagExpired,
+                },
+                &mut c,
+            ),
         }
         c
     }
@@ -355,10 +392,11 @@ impl Outcome {
 /// `to_sip`/`from_sip`: its destination/source port is a SIP port. `payload`:
 /// [`Headers::payload`] (the glue masks it for the verifier).
 ///
-/// A message is a response when it comes from a SIP port and starts with `SIP/2.0 `, a
-/// request when it goes to one and starts with an upper-case letter (a method); anything
-/// else on a SIP port is a keep-alive or counted as not SIP. The payload is only read
-/// once a port says SIP.
+/// On a SIP port (either: a phone behind NAT answers a server from its mapping's port,
+/// and a server may send its request to that port), a message is a response when it
+/// starts with `SIP/2.0 `, a request when it starts with an upper-case letter (a method);
+/// anything else is a keep-alive or counted as not SIP. The payload is only read once a
+/// port says SIP.
 #[inline(always)]
 pub fn classify<P: Packet>(
     p: &P,
@@ -373,10 +411,18 @@ pub fn classify<P: Packet>(
     let len = h.payload_len;
     let head = &payload_head(p, payload, len);
     if len >= 8 {
-        if from_sip && head == b"SIP/2.0 " {
-            return Ok(Msg::new(Kind::Response, h));
+        if head == b"SIP/2.0 " {
+            let status = if len > 8 {
+                p.read::<u8>(payload + 8).unwrap_or(0)
+            } else {
+                0
+            };
+            return Ok(Msg {
+                status,
+                ..Msg::new(Kind::Response, h)
+            });
         }
-        if to_sip && head[0].is_ascii_uppercase() {
+        if head[0].is_ascii_uppercase() {
             return Ok(Msg::new(Kind::Request, h));
         }
     }
@@ -425,16 +471,19 @@ pub trait Lookups {
     fn binding(&self, key: u64) -> Option<&Binding>;
     /// `bpf_ktime_get_boot_ns`.
     fn now(&self) -> u64;
-    /// The check of the top Via's `rptag` value (`scan.tag`), for a response from
-    /// `h.src:h.sport`. Asked only when the Via has one.
+    /// The check of the `rptag` value the scan kept (`scan.tag`): a response's top Via
+    /// tag, for a response from `h.src:h.sport`, or a request from inside's Request-URI
+    /// tag ([`found::RURI_TAG`]), for a request from `h.src`. Asked only when there is one.
     fn tag(&self, h: &Headers, scan: &Scan) -> TagResult;
 }
 
 /// The tag check itself, pure (the glue calls it with the TAG_KEYS value and the TAI
 /// clock): decodes `scan.tag` and verifies it as a Via tag made for a request to this
-/// response's source. Decodes into `t` (scratch the caller owns: on BPF, map memory, not
-/// stack) and returns 0 when valid, 1 when invalid, 2 when expired (a code, not a `TagResult`: see `rport_common::tag` on why BPF
-/// subprograms return no enums with payloads).
+/// response's source, or (a Request-URI's, [`found::RURI_TAG`]) as a Contact tag made
+/// for a request to this request's source address. Decodes into `t` (scratch the caller
+/// owns: on BPF, map memory, not stack) and returns 0 when valid, 1 when invalid, 2 when
+/// expired (a code, not a `TagResult`: see `rport_common::tag` on why BPF subprograms
+/// return no enums with payloads).
 #[inline(always)]
 pub fn check_tag(
     keys: &tag::TagKeys,
@@ -447,17 +496,27 @@ pub fn check_tag(
     if len > tag::BUF_LEN || !tag::decode_into(tag::TagText::from_words(&scan.tag), len, t) {
         return 1;
     }
-    if t.kind != tag::KIND_VIA {
+    // A Request-URI's tag is a Contact's (made for the server's address, any of its
+    // ports: a registrar may send from another socket than the one it was sent to); a
+    // Via's is a Via's (made for the server's address and port). Neither passes for the
+    // other.
+    let contact = scan.found & found::RURI_TAG != 0;
+    let (kind, server_port) = if contact {
+        (tag::KIND_CONTACT, 0)
+    } else {
+        (tag::KIND_VIA, h.sport)
+    };
+    if t.kind != kind {
         return 1;
     }
     match tag::verify(
         keys,
         t,
         &h.src,
-        h.sport,
+        server_port,
         0,
         now_tai_s,
-        keys.conf.max_age(tag::KIND_VIA),
+        keys.conf.max_age(kind),
         keys.conf.max_future_s,
     ) {
         tag::TagCheck::Valid => 0,
@@ -485,6 +544,20 @@ const UNKNOWN_IFACE: IfaceConf = IfaceConf {
     role: role::OUTSIDE,
 };
 
+/// Between the steps: what the scan must look for besides the top Via ([`scan::look`]),
+/// by the message's kind and the role of the interface it came in on (`iface`, the
+/// [`Lookups::iface`] the decision will use).
+#[inline(always)]
+pub fn look(msg: &Msg, iface: Option<IfaceConf>) -> u32 {
+    let inside = iface.unwrap_or(UNKNOWN_IFACE).role == role::INSIDE;
+    match (msg.kind, inside) {
+        (Kind::Request, true) => scan::look::RURI_TAG,
+        (Kind::Request, false) => scan::look::CONTACT_UNLESS_REWRITE,
+        (Kind::Response, false) if msg.status == b'1' || msg.status == b'2' => scan::look::CONTACT,
+        (Kind::Response, _) => scan::look::VIA,
+    }
+}
+
 /// Step 2, after the scan (`scan` finished): the outcome of a SIP message.
 #[inline(always)]
 pub fn decide<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, at: Ingress, maps: &L) -> Outcome {
@@ -501,7 +574,7 @@ pub fn decide<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, at: Ingress, maps:
     let iface = maps.iface().unwrap_or(UNKNOWN_IFACE);
     match msg.kind {
         Kind::Request => request(msg, h, scan, iface, at, maps),
-        Kind::Response => response(msg, h, scan, iface, maps),
+        Kind::Response => response(msg, h, scan, iface, at, maps),
     }
 }
 
@@ -541,7 +614,27 @@ fn request<L: Lookups>(
         fl |= flags::FORCE_RPORT;
     }
     if iface.role == role::INSIDE {
-        // A server's request toward a client: not what rport rewrites.
+        // A server's request toward a client: not what rport rewrites. Steered when its
+        // Request-URI is a Contact rport tagged (the tag alone decides, as for responses:
+        // its MAC covers the client's observed source and this server's address).
+        if scan.found & found::RURI_TAG != 0 {
+            return match maps.tag(h, scan) {
+                TagResult::Valid { addr, port } => {
+                    if h.dst == addr && h.dport == port {
+                        Outcome::RequestAlreadyCorrect(msg)
+                    } else {
+                        Outcome::Steer {
+                            msg,
+                            addr,
+                            port,
+                            by_tag: true,
+                        }
+                    }
+                }
+                TagResult::Invalid => Outcome::TagInvalid(msg),
+                TagResult::Expired => Outcome::TagExpired(msg),
+            };
+        }
         return Outcome::RequestFromInside { msg, flags: fl };
     }
 
@@ -568,17 +661,16 @@ fn request<L: Lookups>(
         sent_by_v4: v4.unwrap_or([0; 4]),
         _reserved: 0,
     };
-    // An `rptag` in a request is never the client's to give: the daemon replaces it.
+    // An `rptag` in a request is never the client's to give: the daemon replaces it. A
+    // Contact gets the client's tag (and loses any the client put there).
     let wants_rewrite = fl & (flags::RPORT_EMPTY | flags::RPORT_VALUE | flags::FORCE_RPORT) != 0
         || differs
         || v6_literal
-        || scan.found & found::TAG != 0;
-    let then = if !wants_rewrite || h.first_fragment {
+        || scan.found & (found::TAG | found::CONTACT) != 0;
+    let then = if !wants_rewrite {
         Then::Pass
-    } else if at.rx_queue >= MAX_QUEUES {
-        Then::QueueOutOfRange
     } else {
-        Then::ToUserspace(iface.slot * MAX_QUEUES + at.rx_queue)
+        to_daemon(h, iface, at)
     };
     Outcome::Record {
         msg,
@@ -589,8 +681,41 @@ fn request<L: Lookups>(
     }
 }
 
+/// Where a message the daemon must rewrite goes: its AF_XDP socket, unless the frame is
+/// a first fragment (the rewrite needs the whole datagram) or came in on a queue beyond
+/// the XSKMAP's.
 #[inline(always)]
-fn response<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, iface: IfaceConf, maps: &L) -> Outcome {
+fn to_daemon(h: &Headers, iface: IfaceConf, at: Ingress) -> Then {
+    if h.first_fragment {
+        Then::Pass
+    } else if at.rx_queue >= MAX_QUEUES {
+        Then::QueueOutOfRange
+    } else {
+        Then::ToUserspace(iface.slot * MAX_QUEUES + at.rx_queue)
+    }
+}
+
+#[inline(always)]
+fn response<L: Lookups>(
+    msg: Msg,
+    h: &Headers,
+    scan: &Scan,
+    iface: IfaceConf,
+    at: Ingress,
+    maps: &L,
+) -> Outcome {
+    // A client's answer to a server's request: nothing to steer (it goes to the server's
+    // own Via), but its Contact becomes the server's target for the dialog, so the
+    // daemon tags it. Only 1xx/2xx: a 3xx's Contacts are other targets, not the client.
+    if iface.role != role::INSIDE
+        && scan.found & found::CONTACT != 0
+        && (msg.status == b'1' || msg.status == b'2')
+    {
+        return Outcome::ResponseContact {
+            msg,
+            then: to_daemon(h, iface, at),
+        };
+    }
     // The tag first: when there is one, it alone decides (stateless: no map to forget,
     // nothing shared between gateways but the key). Its MAC covers the target and the
     // server, so only this server's response is ever sent where rport observed a client.
@@ -755,21 +880,21 @@ mod tests {
                 b"SIP/2.0 200 OK\r\n",
                 resp,
             ),
-            // A status line toward a SIP port from elsewhere starts with a capital:
-            // counted as a request (the scan then looks for its Via).
+            // Either port makes it SIP: a phone behind NAT answers from its mapping's
+            // port, a server may send a request to the mapping's port.
             (
                 "status line to a SIP port",
                 40000,
                 SIP,
                 b"SIP/2.0 200 OK\r\n",
-                req,
+                resp,
             ),
             (
                 "request from a SIP port only",
                 SIP,
                 40000,
                 b"OPTIONS sip:x SIP/2.0\r\n",
-                other,
+                req,
             ),
             (
                 "lower case",
@@ -791,7 +916,17 @@ mod tests {
             let f = udp4(NAT_V4, sport, SERVER_V4, dport, payload);
             let (r, reads) = classify_frame(&f, &[SIP]);
             assert_eq!(r.map(|m| m.kind), want, "{name}");
-            assert!(reads <= 1, "{name}: {reads} reads");
+            // A response's status digit is a second read.
+            let most = 1 + (want == Ok(Kind::Response)) as u32;
+            assert!(reads <= most, "{name}: {reads} reads");
+            if let Ok(m) = r {
+                let status = if m.kind == Kind::Response {
+                    payload[8]
+                } else {
+                    0
+                };
+                assert_eq!(m.status, status, "{name}");
+            }
         }
     }
 
@@ -838,6 +973,7 @@ mod tests {
             first_fragment: false,
             ipv6: false,
             vlan: false,
+            status: 0,
         }
     }
 
@@ -1035,6 +1171,7 @@ mod tests {
         let resp = |src, sport, dst, dport| udp4(src, sport, dst, dport, &ok_response(V));
         let m = Msg {
             kind: Kind::Response,
+            status: b'2',
             ..msg4()
         };
         let inside = Fake {

@@ -77,15 +77,19 @@ mod prog {
             Ok(m) => m,
             Err(o) => return apply(&ctx, wp, o, BEFORE_SCAN),
         };
-        verifier::scan(&ctx, wp);
+        let ifindex = ctx.ingress_ifindex() as u32;
+        // SAFETY: the value is copied out at once.
+        let maps = Maps {
+            iface: unsafe { IFACES.get(&ifindex) }.copied(),
+        };
+        verifier::scan(&ctx, wp, decide::look(&msg, maps.iface));
         // SAFETY: the same per-CPU slot; the loop is over.
         let w = unsafe { &*wp };
-        let ifindex = ctx.ingress_ifindex() as u32;
         let ingress = Ingress {
             ifindex,
             rx_queue: ctx.rx_queue_index(),
         };
-        let out = decide::decide(msg, &w.h, &w.scan, ingress, &Maps { ifindex });
+        let out = decide::decide(msg, &w.h, &w.scan, ingress, &maps);
         apply(&ctx, wp, out, AFTER_SCAN)
     }
 
@@ -114,22 +118,9 @@ mod prog {
                         "binding not recorded (map update failed), source port {}", h.sport
                     );
                 }
-                match then {
-                    // XDP_PASS in the flags: with no socket at this index (daemon stopped
-                    // or died) the request goes on through the kernel unrewritten instead
-                    // of being lost.
-                    Then::ToUserspace(index) => {
-                        match XSKS.redirect(index, xdp_action::XDP_PASS as u64) {
-                            Ok(v) => {
-                                done.delivered = true;
-                                v
-                            }
-                            Err(v) => v,
-                        }
-                    }
-                    Then::Pass | Then::QueueOutOfRange => xdp_action::XDP_PASS,
-                }
+                to_daemon(then, &mut done)
             }
+            Outcome::ResponseContact { then, .. } => to_daemon(then, &mut done),
             Outcome::Steer { addr, port, .. } => {
                 if hand_to_tc(ctx, h, &addr, port) {
                     done.delivered = true;
@@ -141,7 +132,7 @@ mod prog {
                     done.in_xdp = done.delivered;
                 }
                 if done.delivered {
-                    debug!(ctx, "response steered to {:i}:{}", addr, port);
+                    debug!(ctx, "steered to {:i}:{}", addr, port);
                 }
                 xdp_action::XDP_PASS
             }
@@ -172,6 +163,7 @@ mod prog {
             | Outcome::NoVia(_)
             | Outcome::ViaBeyondWindow(_)
             | Outcome::RequestFromInside { .. }
+            | Outcome::RequestAlreadyCorrect(_)
             | Outcome::ResponseNoBinding(_)
             | Outcome::TagInvalid(_)
             | Outcome::TagExpired(_)
@@ -184,6 +176,23 @@ mod prog {
             count_known(cs.bits());
         }
         verdict
+    }
+
+    /// The redirect of a message the daemon rewrites. XDP_PASS in the flags: with no
+    /// socket at this index (daemon stopped or died) the message goes on through the
+    /// kernel unrewritten instead of being lost.
+    #[inline(always)]
+    fn to_daemon(then: Then, done: &mut Done) -> u32 {
+        match then {
+            Then::ToUserspace(index) => match XSKS.redirect(index, xdp_action::XDP_PASS as u64) {
+                Ok(v) => {
+                    done.delivered = true;
+                    v
+                }
+                Err(v) => v,
+            },
+            Then::Pass | Then::QueueOutOfRange => xdp_action::XDP_PASS,
+        }
     }
 
     /// Bumps each counter of the set (bit `i`: slot `i`), one iteration per counter set,
@@ -213,10 +222,10 @@ mod prog {
             )*};
         }
         slots!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
-            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43);
+            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48);
     }
     const _: () = assert!(
-        counters::COUNT == 44,
+        counters::COUNT == 49,
         "count_known: one test per counter slot"
     );
 
@@ -322,16 +331,16 @@ mod prog {
         SIP_PORTS.get(port as u32).is_some_and(|v| *v != 0)
     }
 
-    /// The decision's map reads, from the program's maps.
+    /// The decision's map reads, from the program's maps. The interface's entry is read
+    /// once, before the scan (which it shapes: `decide::look`).
     struct Maps {
-        ifindex: u32,
+        iface: Option<IfaceConf>,
     }
 
     impl Lookups for Maps {
         #[inline(always)]
         fn iface(&self) -> Option<IfaceConf> {
-            // SAFETY: the value is copied out at once.
-            unsafe { IFACES.get(&self.ifindex) }.copied()
+            self.iface
         }
         #[inline(always)]
         fn force_rport(&self, src: &[u8; 16]) -> bool {
@@ -518,7 +527,7 @@ mod prog {
         /// Runs the scanner over the payload (at most [`SCAN_WINDOW`] bytes) into
         /// `work.scan`, finished. The same dispatch as `Scan::run_chunked` on the host.
         #[inline(always)]
-        pub fn scan(ctx: &XdpContext, work: *mut Work) {
+        pub fn scan(ctx: &XdpContext, work: *mut Work, look: u32) {
             // SAFETY: this CPU's slot (from `work()`), not borrowed across this call.
             let w = unsafe { &mut *work };
             let n = if w.h.payload_len as u32 > SCAN_WINDOW {
@@ -526,7 +535,7 @@ mod prog {
             } else {
                 w.h.payload_len as u32
             };
-            w.scan = Scan::new();
+            w.scan = Scan::with(look);
             w.pos = 0;
             let mut lc = LoopCtx {
                 xdp: ctx.ctx,

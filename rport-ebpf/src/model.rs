@@ -163,7 +163,7 @@ fn exec(
         Err(o) => return apply(frame, &h, o, maps),
     };
     let payload = &p[h.payload as usize..][..h.payload_len as usize];
-    let scan = Scan::run_chunked(payload);
+    let scan = Scan::run_chunked_as(decide::look(&msg, iface), payload);
     let view = View { maps, iface, now };
     let out = decide::decide(msg, &h, &scan, at, &view);
     apply(frame, &h, out, maps)
@@ -178,14 +178,9 @@ fn apply(mut frame: &mut [u8], h: &Headers, out: Outcome, maps: &mut HostMaps) -
         } => {
             maps.bindings.insert(key, binding);
             done.stored = true;
-            match then {
-                Then::ToUserspace(_) if maps.xsk_bound => {
-                    done.delivered = true;
-                    XDP_REDIRECT
-                }
-                Then::ToUserspace(_) | Then::Pass | Then::QueueOutOfRange => XDP_PASS,
-            }
+            to_daemon(then, maps, &mut done)
         }
+        Outcome::ResponseContact { then, .. } => to_daemon(then, maps, &mut done),
         Outcome::Steer { addr, port, .. } => {
             done.delivered = csum::steer(
                 &mut frame,
@@ -207,6 +202,17 @@ fn apply(mut frame: &mut [u8], h: &Headers, out: Outcome, maps: &mut HostMaps) -
         verdict,
         counters: out.counters(done),
         outcome: out,
+    }
+}
+
+/// `to_daemon()` of main.rs: redirected when a socket is bound, else passed.
+fn to_daemon(then: Then, maps: &HostMaps, done: &mut Done) -> u32 {
+    match then {
+        Then::ToUserspace(_) if maps.xsk_bound => {
+            done.delivered = true;
+            XDP_REDIRECT
+        }
+        Then::ToUserspace(_) | Then::Pass | Then::QueueOutOfRange => XDP_PASS,
     }
 }
 
@@ -571,6 +577,197 @@ mod tests {
             assert_eq!(c, [Packets, SipResponses, want], "{t}");
             assert_eq!(f[30..34], PHONE_V4, "not steered: {t}");
         }
+    }
+
+    /// A Contact tag toward the NAT mapping for requests of `server` (any port), made at
+    /// `made`, of `kind`.
+    fn contact_tag(key: [u8; 16], server: [u8; 4], made: u64, kind: u8) -> String {
+        use rport_common::tag::{self, Tag};
+        let v4m = |a: [u8; 4]| std::net::Ipv4Addr::from(a).to_ipv6_mapped().octets();
+        let t = Tag::new(1, kind, v4m(NAT_V4), NAT_PORT, made).sign(&key, &v4m(server), 0, 0);
+        String::from_utf8(tag::encode(&t).as_bytes().to_vec()).unwrap()
+    }
+
+    /// What a registrar sends to the Contact rport tagged: an INVITE to the phone's
+    /// private address, the tag in its Request-URI.
+    fn server_invite(tag: &str) -> Vec<u8> {
+        format!(
+            "INVITE sip:100@192.168.1.50:5060;rptag={tag} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 198.51.100.10;branch=z9hG4bK-pbx1\r\n\
+             Max-Forwards: 70\r\nCall-ID: in-1@198.51.100.10\r\nCSeq: 1 INVITE\r\n\
+             Contact: <sip:pbx@198.51.100.10>\r\nContent-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn contact_tag_outcomes() {
+        use rport_common::tag::{KIND_CONTACT, KIND_VIA};
+        const K: [u8; 16] = [7; 16];
+        let go = |m: &mut HostMaps, t: &str, src: [u8; 4], sport: u16, role: u32| {
+            let mut f = udp4(src, sport, PHONE_V4, 5060, &server_invite(t));
+            let (v, c) = run(&mut f, role, 0, m, 2);
+            (v, c, f)
+        };
+        let mut m = keyed(K);
+        // The registrar's INVITE, from any of its ports: steered to the mapping.
+        for sport in [5060, 5080] {
+            let good = contact_tag(K, SERVER_V4, 1_000_000 - 3000, KIND_CONTACT);
+            let (v, c, f) = go(&mut m, &good, SERVER_V4, sport, role::INSIDE);
+            assert_eq!(v, XDP_PASS);
+            assert_eq!(
+                c,
+                [Packets, SipRequests, SteerInXdp, RequestSteered],
+                "sport {sport}"
+            );
+            assert_eq!(f[30..34], NAT_V4);
+            assert_eq!(f[36..38], NAT_PORT.to_be_bytes());
+            assert!(checksums_valid(&f));
+        }
+        assert!(
+            m.bindings.is_empty(),
+            "a request from inside records nothing"
+        );
+        let good = contact_tag(K, SERVER_V4, 1_000_000, KIND_CONTACT);
+        // On an outside interface: a request toward a server, not steered by its R-URI.
+        let (_, c, f) = go(&mut m, &good, SERVER_V4, 5060, role::OUTSIDE);
+        assert!(!c.contains(&RequestSteered), "{c:?}");
+        assert_eq!(f[30..34], PHONE_V4);
+        // Forged, another key's, another server's, a Via tag, an expired one.
+        let mut altered = good.clone().into_bytes();
+        altered[20] = if altered[20] == b'0' { b'1' } else { b'0' };
+        let altered = String::from_utf8(altered).unwrap();
+        for (t, src, want) in [
+            (altered.clone(), SERVER_V4, RequestTagInvalid),
+            ("00".to_string(), SERVER_V4, RequestTagInvalid),
+            (
+                contact_tag([8; 16], SERVER_V4, 1_000_000, KIND_CONTACT),
+                SERVER_V4,
+                RequestTagInvalid,
+            ),
+            (good.clone(), [198, 51, 100, 99], RequestTagInvalid),
+            (
+                contact_tag(K, SERVER_V4, 1_000_000, KIND_VIA),
+                SERVER_V4,
+                RequestTagInvalid,
+            ),
+            (
+                tag_for(K, SERVER_V4, 1_000_000),
+                SERVER_V4,
+                RequestTagInvalid,
+            ),
+            (
+                contact_tag(K, SERVER_V4, 1_000_000 - 90_000, KIND_CONTACT),
+                SERVER_V4,
+                RequestTagExpired,
+            ),
+        ] {
+            let (_, c, f) = go(&mut m, &t, src, 5060, role::INSIDE);
+            assert_eq!(c, [Packets, SipRequests, want], "{t}");
+            assert_eq!(f[30..34], PHONE_V4, "not steered: {t}");
+        }
+        // Already sent to the mapping (a server that handles NAT itself): passed as is.
+        let mut f = udp4(SERVER_V4, 5060, NAT_V4, NAT_PORT, &server_invite(&good));
+        let orig = f.clone();
+        let (_, c) = run(&mut f, role::INSIDE, 0, &mut m, 2);
+        assert_eq!(c, [Packets, SipRequests, RequestAlreadyCorrect]);
+        assert_eq!(f, orig);
+        // A Via tag in a response is still a Via tag, not a Contact's.
+        let via = format!(
+            "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-9;rport=32415;received=203.0.113.1;rptag={good}"
+        );
+        let mut f = udp4(SERVER_V4, 5060, PHONE_V4, 5060, &ok_response(&via));
+        let (_, c) = run(&mut f, role::INSIDE, 0, &mut m, 2);
+        assert_eq!(c, [Packets, SipResponses, TagInvalid]);
+    }
+
+    #[test]
+    fn contacts_from_outside_go_to_the_daemon() {
+        let with_contact = |first: &str, via: &str, contact: &str| {
+            format!(
+                "{first}\r\n{via}\r\nCall-ID: c-1@x\r\nCSeq: 1 INVITE\r\n{contact}Content-Length: 0\r\n\r\n"
+            )
+            .into_bytes()
+        };
+        const PBX_VIA: &str = "Via: SIP/2.0/UDP 198.51.100.10;branch=z9hG4bK-pbx1";
+        const CONTACT: &str = "Contact: <sip:100@192.168.1.50:5060>\r\n";
+        let mut m = HostMaps {
+            xsk_bound: true,
+            ..HostMaps::default()
+        };
+        // The phone's answers to the registrar's INVITE: 180 and 200 with its Contact.
+        for status in ["SIP/2.0 180 Ringing", "SIP/2.0 200 OK"] {
+            let mut f = udp4(
+                NAT_V4,
+                NAT_PORT,
+                SERVER_V4,
+                5060,
+                &with_contact(status, PBX_VIA, CONTACT),
+            );
+            let (v, c) = run(&mut f, role::OUTSIDE, 0, &mut m, 2);
+            assert_eq!(v, XDP_REDIRECT, "{status}");
+            assert_eq!(c, [Packets, SipResponses, ResponseContact], "{status}");
+        }
+        // A 3xx's Contacts are not the phone's; a 100 without Contact; a response from
+        // inside: none goes to the daemon.
+        for (status, contact, role) in [
+            ("SIP/2.0 302 Moved", CONTACT, role::OUTSIDE),
+            ("SIP/2.0 100 Trying", "", role::OUTSIDE),
+            ("SIP/2.0 200 OK", CONTACT, role::INSIDE),
+        ] {
+            let mut f = udp4(
+                NAT_V4,
+                NAT_PORT,
+                SERVER_V4,
+                5060,
+                &with_contact(status, PBX_VIA, contact),
+            );
+            let (v, c) = run(&mut f, role, 0, &mut m, 2);
+            assert_eq!(v, XDP_PASS, "{status}");
+            assert!(!c.contains(&ResponseContact), "{status}: {c:?}");
+        }
+        // Without a socket, counted as unavailable and passed.
+        let mut m = HostMaps::default();
+        let mut f = udp4(
+            NAT_V4,
+            NAT_PORT,
+            SERVER_V4,
+            5060,
+            &with_contact("SIP/2.0 200 OK", PBX_VIA, CONTACT),
+        );
+        let (v, c) = run(&mut f, role::OUTSIDE, 0, &mut m, 2);
+        assert_eq!(v, XDP_PASS);
+        assert_eq!(
+            c,
+            [Packets, SipResponses, UserspaceUnavailable, ResponseContact]
+        );
+        // A request from outside whose Via needs nothing but that carries a Contact (it
+        // may bring a tag of its own): to the daemon; without a Contact it passes.
+        let mut m = HostMaps {
+            xsk_bound: true,
+            ..HostMaps::default()
+        };
+        const PUBLIC_VIA: &str = "Via: SIP/2.0/UDP 203.0.113.1:32415;branch=z9hG4bK-p1";
+        let first = "INVITE sip:200@198.51.100.10 SIP/2.0";
+        let mut f = udp4(
+            NAT_V4,
+            NAT_PORT,
+            SERVER_V4,
+            5060,
+            &with_contact(first, PUBLIC_VIA, CONTACT),
+        );
+        let (v, c) = run(&mut f, role::OUTSIDE, 0, &mut m, 2);
+        assert_eq!(v, XDP_REDIRECT, "{c:?}");
+        let mut f = udp4(
+            NAT_V4,
+            NAT_PORT,
+            SERVER_V4,
+            5060,
+            &with_contact(first, PUBLIC_VIA, ""),
+        );
+        let (v, c) = run(&mut f, role::OUTSIDE, 0, &mut m, 2);
+        assert_eq!(v, XDP_PASS, "{c:?}");
+        assert!(c.contains(&RequestUnchanged));
     }
 
     #[test]

@@ -25,12 +25,15 @@
 //! malformed, in a header name it makes the name match nothing, in a Call-ID it is skipped
 //! (as the transaction key skips CR).
 //!
-//! **Headers.** The first line (request or status line) is skipped. Header lines follow,
+//! **Headers.** The first line (request or status line) is skipped, except in a request
+//! from inside ([`look::RURI_TAG`]): there the Request-URI's first `rptag` parameter is
+//! read (see `ruri.rs`). Header lines follow,
 //! up to the first empty line (LF or CR LF alone). A line that starts with SP or HTAB
 //! continues the header before it (a fold): a header's value is the rest of its line after
 //! the colon plus its folded lines. A header's name is what its line holds before the
 //! first `:`, trailing SP/HTAB removed, compared ASCII-case-insensitively: `via` or `v` is
-//! a Via, `call-id` or `i` the Call-ID. Only the first of each counts.
+//! a Via, `call-id` or `i` the Call-ID. Only the first of each counts. A `contact` or `m` header is
+//! only noted ([`found::CONTACT`]), when the glue asks for it ([`look`]).
 //!
 //! **The top Via** is the first value of the first Via header (after RFC 3261 §25.1 and
 //! RFC 3581 §3, ABNF):
@@ -85,6 +88,7 @@
 
 use rport_common::{flags, hash};
 
+mod ruri;
 mod swar;
 #[cfg(test)]
 mod tests;
@@ -106,6 +110,28 @@ const N_VIA: u64 = pack(b"via");
 const N_V: u64 = pack(b"v");
 const N_CALL_ID: u64 = pack(b"call-id");
 const N_I: u64 = pack(b"i");
+const N_CONTACT: u64 = pack(b"contact");
+const N_M: u64 = pack(b"m");
+
+/// What a scan looks for besides the top Via and the Call-ID ([`Scan::with`]), chosen by
+/// the glue from the message's kind and the interface's role before the scan
+/// (`decide::look`). Only what decides the frame is read: a scan stops as early as the
+/// decision allows.
+pub mod look {
+    /// The top Via and the Call-ID only (a response from inside: steering).
+    pub const VIA: u32 = 0;
+    /// Also whether a Contact header is present, unless the top Via already sends the
+    /// request to the daemon (`rport` or `rptag` in it): a request from outside. The
+    /// daemon puts the client's tag into Contacts and removes any a client brought, so a
+    /// request with a Contact must reach it even when its Via needs nothing.
+    pub const CONTACT_UNLESS_REWRITE: u32 = 1;
+    /// Also whether a Contact header is present: a response from outside (a client's
+    /// 1xx/2xx to a server's request), which goes to the daemon only for its Contact.
+    pub const CONTACT: u32 = 2;
+    /// Also the Request-URI's `rptag` ([`super::found::RURI_TAG`]): a request from inside,
+    /// which is steered to the client by the tag rport put in the client's Contact.
+    pub const RURI_TAG: u32 = 3;
+}
 
 /// A scanner state. A plain `u32` in memory (`#[repr(transparent)]`): the XDP program
 /// keeps [`Scan`] in a per-CPU map value, and a `u32` loaded from there is a scalar the
@@ -184,15 +210,30 @@ impl State {
     /// Nothing more to learn: stop the loop.
     pub const DONE: State = State(28);
 
+    // The Request-URI of a request from inside (ruri.rs): after DONE, so that the states
+    // above keep their numbers and their range tests.
+    /// In the request line, looking for a `;`.
+    pub const RURI: State = State(29);
+    /// After a `;` of the request line: a URI parameter name.
+    pub const RURI_PNAME: State = State(30);
+    /// In the value of the Request-URI's `rptag` parameter.
+    pub const RURI_TAG: State = State(31);
+
     /// A state of the top Via value.
     #[inline(always)]
     pub fn in_via(self) -> bool {
         self.0 >= State::PROTO_WS.0 && self.0 <= State::QUOTED_ESC.0
     }
 
+    /// A state of the request line's Request-URI (ruri.rs).
+    #[inline(always)]
+    pub fn in_ruri(self) -> bool {
+        self.0 >= State::RURI.0
+    }
+
     /// The state's name (test failures, logs).
     pub fn name(self) -> &'static str {
-        const NAMES: [&str; 29] = [
+        const NAMES: [&str; 32] = [
             "FIRST_LINE",
             "LINE_START",
             "NAME",
@@ -222,6 +263,9 @@ impl State {
             "FOLD",
             "CR",
             "DONE",
+            "RURI",
+            "RURI_PNAME",
+            "RURI_TAG",
         ];
         NAMES.get(self.0 as usize).copied().unwrap_or("?")
     }
@@ -250,6 +294,11 @@ pub mod found {
     /// The top Via has an `rptag` parameter (rport's steering tag, `rport_common::tag`):
     /// its value is in [`super::Scan::tag`].
     pub const TAG: u32 = 64;
+    /// A Contact header was seen (asked for by [`super::look`] only).
+    pub const CONTACT: u32 = 128;
+    /// The Request-URI has an `rptag` parameter ([`super::look::RURI_TAG`] only): its
+    /// value is in [`super::Scan::tag`], and a Via `rptag` does not overwrite it.
+    pub const RURI_TAG: u32 = 256;
 }
 
 /// Scanner state and results. `#[repr(C)]`, integers only: it lives in the XDP program's
@@ -305,6 +354,8 @@ pub struct Scan {
     /// `rport_common::tag::TagText`), and its length in bytes (more than 64: not a tag).
     pub tag: [u64; 8],
     pub tag_len: u32,
+    /// What else the scan looks for: a [`look`] value.
+    pub look: u32,
 }
 
 /// Whether [`Scan::fed`], [`Scan::via_start`] and [`Scan::via_end`] are kept: not in the
@@ -336,6 +387,21 @@ impl Scan {
         }
     }
 
+    /// A scanner for a message of which the glue needs more than the top Via: `look`, a
+    /// [`look`] value (`Scan::new()` is `Scan::with(look::VIA)`).
+    #[inline(always)]
+    pub fn with(look: u32) -> Self {
+        Scan {
+            state: if look == look::RURI_TAG {
+                State::RURI
+            } else {
+                State::FIRST_LINE
+            },
+            look,
+            ..Scan::new()
+        }
+    }
+
     /// The sent-by host as an IPv4 literal (network byte order), if it is one.
     pub fn sent_by_v4(&self) -> Option<[u8; 4]> {
         if self.flags & (flags::SENT_BY_NAME | flags::SENT_BY_V6) == 0 && self.host_len > 0 {
@@ -357,11 +423,19 @@ impl Scan {
     }
 
     /// True once nothing more is to be learnt: the top Via is read and either its branch
-    /// is an RFC 3261 one (the key needs nothing else) or the Call-ID was read too.
+    /// is an RFC 3261 one (the key needs nothing else) or the Call-ID was read too; and,
+    /// when the glue asked for a Contact ([`look`]), one was seen or the Via already
+    /// decides (a request the daemon rewrites anyway).
     #[inline(always)]
     fn complete(&self) -> bool {
         self.found & found::VIA_DONE != 0
             && (self.flags & flags::MAGIC_COOKIE != 0 || self.found & found::CALL_ID != 0)
+            && (self.look == look::VIA
+                || self.look == look::RURI_TAG
+                || self.found & found::CONTACT != 0
+                || (self.look == look::CONTACT_UNLESS_REWRITE
+                    && (self.flags & (flags::RPORT_EMPTY | flags::RPORT_VALUE) != 0
+                        || self.found & found::TAG != 0)))
     }
 
     /// Feeds one byte. Returns false when the scan is over.
@@ -419,6 +493,10 @@ impl Scan {
     fn line_feed(&mut self, st: State) -> bool {
         if st.0 <= State::SKIP_LINE.0 && st != State::LINE_START {
             self.state = State::LINE_START;
+        } else if st.in_ruri() {
+            // The request line ended (no CR before the LF).
+            self.ruri_end();
+            self.state = State::LINE_START;
         } else if st == State::LINE_START {
             // Empty line: end of the headers.
             self.found |= found::HEADERS_END;
@@ -459,6 +537,9 @@ impl Scan {
             self.state = State::SKIP_LINE;
         } else if st.in_via() {
             self.malformed();
+        } else if st.in_ruri() {
+            // Ends the Request-URI parameter being read; the rest of the line is skipped.
+            self.ruri_end();
         }
         // FIRST_LINE, SKIP_LINE: ignored. CALLID_WS, CALLID: skipped, as the key skips CR.
         if self.state == State::SKIP_LINE && self.complete() {
@@ -503,7 +584,7 @@ impl Scan {
             }
             _ => {} // FIRST_LINE, SKIP_LINE: wait for LF.
         }
-        true
+        self.state != State::DONE
     }
 
     #[inline(always)]
@@ -519,7 +600,14 @@ impl Scan {
         } else if call_id && self.found & found::CALL_ID == 0 {
             self.state = State::CALLID_WS;
         } else {
+            let contact = (n == N_CONTACT && l == 7) || (n == N_M && l == 1);
             self.state = State::SKIP_LINE;
+            if contact && self.look != look::VIA {
+                self.found |= found::CONTACT;
+                if self.complete() {
+                    self.state = State::DONE;
+                }
+            }
         }
     }
 
@@ -527,6 +615,10 @@ impl Scan {
     #[inline(always)]
     fn value_byte(&mut self, c: u8) -> bool {
         let st = self.state;
+        if st.in_ruri() {
+            self.ruri_byte(c);
+            return true;
+        }
         if st == State::CALLID_WS || st == State::CALLID {
             // Call-ID is a single word; whitespace is only ever around it or in folds.
             if !is_ws(c) {
@@ -570,6 +662,8 @@ impl Scan {
         } else if st == State::CALLID_WS || st == State::CALLID {
             // A Call-ID cut short counts as read (what was there is hashed).
             self.found |= found::CALL_ID;
+        } else if st.in_ruri() {
+            self.ruri_end();
         }
     }
 
@@ -585,7 +679,12 @@ impl Scan {
     /// (32 or 8 bytes at a time while skipping, 8 steps on one load otherwise, single
     /// steps near the end). Gives the same result as `run` (every host test checks it).
     pub fn run_chunked(bytes: &[u8]) -> Scan {
-        let mut s = Scan::new();
+        Scan::run_chunked_as(look::VIA, bytes)
+    }
+
+    /// [`Scan::run_chunked`] of a [`Scan::with`]`(look)`.
+    pub fn run_chunked_as(look: u32, bytes: &[u8]) -> Scan {
+        let mut s = Scan::with(look);
         let n = bytes.len().min(rport_common::SCAN_WINDOW as usize);
         let word = |p: usize| u64::from_le_bytes(bytes[p..p + 8].try_into().unwrap());
         let mut pos = 0;
@@ -614,7 +713,12 @@ impl Scan {
 
     /// Runs the scanner over a whole byte slice (host use: tests, replay, userspace checks).
     pub fn run(bytes: &[u8]) -> Scan {
-        let mut s = Scan::new();
+        Scan::run_as(look::VIA, bytes)
+    }
+
+    /// [`Scan::run`] of a [`Scan::with`]`(look)`.
+    pub fn run_as(look: u32, bytes: &[u8]) -> Scan {
+        let mut s = Scan::with(look);
         for &c in bytes.iter().take(rport_common::SCAN_WINDOW as usize) {
             if !s.step(c) {
                 return s;

@@ -1090,6 +1090,9 @@ fn states_are_named_in_order() {
         State::FOLD,
         State::CR,
         State::DONE,
+        State::RURI,
+        State::RURI_PNAME,
+        State::RURI_TAG,
     ];
     let mut names = std::collections::HashSet::new();
     for (i, st) in all.iter().enumerate() {
@@ -1099,8 +1102,9 @@ fn states_are_named_in_order() {
             st.in_via(),
             (State::PROTO_WS.0..=State::QUOTED_ESC.0).contains(&st.0)
         );
+        assert_eq!(st.in_ruri(), st.0 >= State::RURI.0);
     }
-    assert_eq!(State(29).name(), "?");
+    assert_eq!(State(32).name(), "?");
     assert_eq!(format!("{:?}", State::HOST6), "HOST6(12)");
     // Plain u32 in memory: what the per-CPU map value holds.
     assert_eq!(core::mem::size_of::<State>(), 4);
@@ -1340,4 +1344,195 @@ fn scan_ending_on_a_carriage_return() {
     let s = scan("INVITE x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=1\r\nCall-ID: a\r\r\n\r\n");
     assert_eq!(s.callid_hash, h("a"));
     assert_eq!(s.found & found::HEADERS_END, found::HEADERS_END);
+}
+
+/// [`feed`] for a [`Scan::with`]`(look)`, checked against both host drivers.
+fn feed_as(look: u32, msg: &[u8]) -> Scan {
+    let mut s = Scan::with(look);
+    for &c in msg {
+        if !s.step(c) {
+            break;
+        }
+    }
+    s.finish();
+    assert_eq!(s, Scan::run_as(look, msg), "feed and run disagree");
+    assert_eq!(
+        s,
+        Scan::run_chunked_as(look, msg),
+        "feed and run_chunked disagree"
+    );
+    s
+}
+
+/// The bytes [`Scan::tag`] holds.
+fn tag_text(s: &Scan) -> Vec<u8> {
+    let n = (s.tag_len as usize).min(64);
+    s.tag.iter().flat_map(|w| w.to_le_bytes()).take(n).collect()
+}
+
+/// A request from a server to a phone, Request-URI `uri`, with a top Via of its own.
+fn server_request(line: &str) -> Vec<u8> {
+    format!(
+        "{line}\r\nVia: SIP/2.0/UDP 198.51.100.10;branch=z9hG4bK-s1\r\n\
+         Max-Forwards: 70\r\nCall-ID: {CALL_ID}\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:pbx@198.51.100.10>\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn request_uri_tag_is_read_only_when_asked() {
+    const T: &str = "1101234567c0a801320fa1deadbeef01234567";
+    let line = format!("INVITE sip:100@192.168.1.50:5060;rptag={T} SIP/2.0");
+    let m = server_request(&line);
+    let s = feed_as(look::RURI_TAG, &m);
+    ok(&s);
+    assert_ne!(s.found & found::RURI_TAG, 0);
+    assert_eq!(tag_text(&s), T.as_bytes());
+    // The rest of the message is scanned as always: same Via results as without look.
+    let plain = feed_as(look::VIA, &m);
+    assert_eq!(plain.found & (found::RURI_TAG | found::TAG), 0);
+    assert_eq!(plain.tag_len, 0);
+    assert_eq!(results(&s).key(), results(&plain).key());
+    assert_eq!(s.flags, plain.flags);
+}
+
+#[test]
+fn request_uri_tag_forms() {
+    const T: &str = "0123abcd";
+    let cases: &[(&str, Option<&str>)] = &[
+        // Where the value ends: SP, `;`, `?`, `>`-less URIs, CR, LF.
+        ("INVITE sip:a@h;rptag=0123abcd SIP/2.0", Some(T)),
+        (
+            "INVITE sip:a@h;rptag=0123abcd;transport=udp SIP/2.0",
+            Some(T),
+        ),
+        (
+            "INVITE sip:a@h;transport=udp;rptag=0123abcd SIP/2.0",
+            Some(T),
+        ),
+        ("INVITE sip:a@h;rptag=0123abcd?X-Y=z SIP/2.0", Some(T)),
+        ("INVITE sip:a@h;RpTaG=0123abcd SIP/2.0", Some(T)),
+        // The first one counts.
+        ("INVITE sip:a@h;rptag=0123abcd;rptag=ffff SIP/2.0", Some(T)),
+        // Not the name: longer, shorter, no value sign.
+        ("INVITE sip:a@h;rptagx=0123abcd SIP/2.0", None),
+        ("INVITE sip:a@h;xrptag=0123abcd SIP/2.0", None),
+        ("INVITE sip:a@h;rpta=0123abcd SIP/2.0", None),
+        ("INVITE sip:a@h;rptag SIP/2.0", None),
+        (
+            "INVITE sip:a@h;verylongparametername=1;rptag=0123abcd SIP/2.0",
+            Some(T),
+        ),
+        // An empty value is a (bad) tag: the check refuses it.
+        ("INVITE sip:a@h;rptag= SIP/2.0", Some("")),
+        ("INVITE sip:a@h SIP/2.0", None),
+        // A `;` in the user part reads as parameters too (only the MAC decides).
+        ("INVITE sip:1;rptag=0123abcd@h SIP/2.0", Some(T)),
+    ];
+    for (line, want) in cases {
+        for end in ["\r\n", "\n"] {
+            let m = server_request(line);
+            let m = if end == "\n" {
+                String::from_utf8(m)
+                    .unwrap()
+                    .replacen("SIP/2.0\r\n", "SIP/2.0\n", 1)
+            } else {
+                String::from_utf8(m).unwrap()
+            };
+            let s = feed_as(look::RURI_TAG, m.as_bytes());
+            ok(&s);
+            match want {
+                Some(t) => {
+                    assert_ne!(s.found & found::RURI_TAG, 0, "{line:?}");
+                    assert_eq!(tag_text(&s), t.as_bytes(), "{line:?}");
+                }
+                None => assert_eq!(s.found & found::RURI_TAG, 0, "{line:?}"),
+            }
+        }
+    }
+    // A tag that ends the line, LF only and cut by a bare CR.
+    let s = feed_as(
+        look::RURI_TAG,
+        b"INVITE sip:a@h;rptag=0123abcd\nVia: SIP/2.0/UDP h\n\n",
+    );
+    assert_eq!(tag_text(&s), T.as_bytes());
+    assert_ne!(s.found & found::VIA, 0);
+    let s = feed_as(
+        look::RURI_TAG,
+        b"INVITE sip:a@h;rptag=0123\rabcd SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n",
+    );
+    assert_eq!(tag_text(&s), b"0123");
+    assert_ne!(s.found & found::VIA, 0);
+}
+
+#[test]
+fn request_uri_tag_is_not_overwritten_by_a_via_tag() {
+    let m =
+        b"BYE sip:a@h;rptag=aaaa SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rptag=bbbb\r\n\r\n";
+    let s = feed_as(look::RURI_TAG, m);
+    ok(&s);
+    assert_eq!(tag_text(&s), b"aaaa");
+    assert_ne!(s.found & found::TAG, 0);
+    // Without a Request-URI tag, the Via's is kept as always.
+    let m = b"BYE sip:a@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK-1;rptag=bbbb\r\n\r\n";
+    let s = feed_as(look::RURI_TAG, m);
+    assert_eq!(s.found & found::RURI_TAG, 0);
+    assert_eq!(tag_text(&s), b"bbbb");
+}
+
+#[test]
+fn contact_is_noted_only_when_asked_and_only_until_it_decides() {
+    let reg = |via: &str, contact: &str| {
+        format!(
+            "REGISTER sip:198.51.100.10 SIP/2.0\r\n{via}\r\nFrom: <sip:100@x>;tag=1\r\n\
+             Call-ID: {CALL_ID}\r\nCSeq: 1 REGISTER\r\n{contact}Content-Length: 0\r\n\r\n"
+        )
+        .into_bytes()
+    };
+    const NO_RPORT: &str = "Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-1";
+    const RPORT: &str = "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport";
+    for contact in [
+        "Contact: <sip:100@203.0.113.1>\r\n",
+        "m: sip:100@203.0.113.1\r\n",
+        "CONTACT : <sip:x@y>\r\n",
+    ] {
+        let m = reg(NO_RPORT, contact);
+        // A request from outside whose Via needs nothing: read on to the Contact.
+        let s = feed_as(look::CONTACT_UNLESS_REWRITE, &m);
+        ok(&s);
+        assert_ne!(s.found & found::CONTACT, 0, "{contact:?}");
+        assert_eq!(s.found & found::HEADERS_END, 0, "stops at the Contact");
+        // A response from outside: the same.
+        assert_ne!(feed_as(look::CONTACT, &m).found & found::CONTACT, 0);
+        // The Via alone (a response from inside) or a request from inside: not read.
+        assert_eq!(feed_as(look::VIA, &m).found & found::CONTACT, 0);
+        assert_eq!(feed_as(look::RURI_TAG, &m).found & found::CONTACT, 0);
+        // rport in the Via: the daemon gets the request anyway, the scan stops early.
+        let s = feed_as(look::CONTACT_UNLESS_REWRITE, &reg(RPORT, contact));
+        assert_eq!(s.found & found::CONTACT, 0);
+        let mut plain = feed_as(look::VIA, &reg(RPORT, contact));
+        plain.look = look::CONTACT_UNLESS_REWRITE;
+        assert_eq!(s, plain, "the same scan as without look");
+        // But a response from outside reads on.
+        assert_ne!(
+            feed_as(look::CONTACT, &reg(RPORT, contact)).found & found::CONTACT,
+            0
+        );
+    }
+    // No Contact: to the end of the headers.
+    let s = feed_as(look::CONTACT_UNLESS_REWRITE, &reg(NO_RPORT, ""));
+    assert_eq!(
+        s.found & (found::CONTACT | found::HEADERS_END),
+        found::HEADERS_END
+    );
+    // Names that are not Contact.
+    for h in [
+        "Contacts: <sip:x@y>\r\n",
+        "mm: sip:x@y\r\n",
+        "X-Contact: <sip:x@y>\r\n",
+    ] {
+        let s = feed_as(look::CONTACT, &reg(NO_RPORT, h));
+        assert_eq!(s.found & found::CONTACT, 0, "{h:?}");
+    }
 }

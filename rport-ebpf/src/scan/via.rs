@@ -14,7 +14,7 @@ use super::{POSITIONS, Scan, State, found, is_ws, lower, pack};
 const P_BRANCH: u64 = pack(b"branch");
 const P_RPORT: u64 = pack(b"rport");
 const P_RECEIVED: u64 = pack(b"received");
-const P_TAG: u64 = pack(rport_common::tag::PARAM);
+pub(super) const P_TAG: u64 = pack(rport_common::tag::PARAM);
 /// RFC 3261 magic cookie `z9hG4bK`, first byte in the low bits.
 const COOKIE_WORD: u64 = u64::from_le_bytes(*b"z9hG4bK\0");
 
@@ -30,7 +30,7 @@ pub const PK_TAG: u32 = 3;
 /// Testing a byte is a compare and a shift: no table, which in BPF would be a map value
 /// read with a bounds check per byte.
 #[derive(Clone, Copy)]
-struct Class {
+pub(super) struct Class {
     lo: u64,
     hi: u64,
 }
@@ -74,7 +74,7 @@ impl Class {
         }
     }
     #[inline(always)]
-    fn has(self, c: u8) -> bool {
+    pub(super) fn has(self, c: u8) -> bool {
         if c < 64 {
             (self.lo >> c) & 1 != 0
         } else if c < 128 {
@@ -90,7 +90,7 @@ const ALNUM: Class = DIGIT
     .or(Class::range(b'a', b'z'))
     .or(Class::range(b'A', b'Z'));
 /// `tchar`.
-const TOKEN: Class = ALNUM.or(Class::of(b"-.!%*_+`'~"));
+pub(super) const TOKEN: Class = ALNUM.or(Class::of(b"-.!%*_+`'~"));
 /// A host name or IPv4 literal.
 const HOST: Class = ALNUM.or(Class::of(b"-."));
 /// Inside the brackets of an IPv6 reference.
@@ -431,7 +431,10 @@ impl Scan {
                 self.malformed();
             }
             self.found |= found::TAG;
-            self.pkind = PK_TAG;
+            // A request from inside keeps the Request-URI's tag (the one that decides it).
+            if self.found & found::RURI_TAG == 0 {
+                self.pkind = PK_TAG;
+            }
         }
     }
 
@@ -450,21 +453,7 @@ impl Scan {
             }
             self.branch_len += 1;
         } else if self.pkind == PK_TAG {
-            // Byte `tag_len` of the words, little-endian; a compare per word rather than
-            // an index (see above on why state fields do not index arrays).
-            let i = self.tag_len;
-            if i < 64 {
-                let v = (c as u64) << ((i & 7) * 8);
-                let w = i >> 3;
-                let mut k = 0;
-                while k < 8 {
-                    if w == k as u32 {
-                        self.tag[k] |= v;
-                    }
-                    k += 1;
-                }
-            }
-            self.tag_len += 1;
+            self.tag_byte(c);
         } else if self.pkind == PK_RPORT {
             if c.is_ascii_digit() && self.digits < 5 {
                 self.rport = self.rport * 10 + (c - b'0') as u32;
@@ -473,6 +462,26 @@ impl Scan {
                 self.digits = 6; // not a port: present but unusable
             }
         }
+    }
+
+    /// Appends `c` to [`Scan::tag`]: byte `tag_len` of the words, little-endian; a compare
+    /// per word rather than an index (see `param_value_byte` on why state fields do not
+    /// index arrays). Past 64 bytes only the length grows (too long: not a tag).
+    #[inline(always)]
+    pub(super) fn tag_byte(&mut self, c: u8) {
+        let i = self.tag_len;
+        if i < 64 {
+            let v = (c as u64) << ((i & 7) * 8);
+            let w = i >> 3;
+            let mut k = 0;
+            while k < 8 {
+                if w == k as u32 {
+                    self.tag[k] |= v;
+                }
+                k += 1;
+            }
+        }
+        self.tag_len += 1;
     }
 
     #[inline(always)]
