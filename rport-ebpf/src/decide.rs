@@ -46,9 +46,6 @@ pub struct Msg {
     pub ipv6: bool,
     /// One or two VLAN tags.
     pub vlan: bool,
-    /// A response's status class, the first digit of its code (`b'2'` for a 200); 0 for a
-    /// request.
-    pub status: u8,
 }
 
 impl Msg {
@@ -59,7 +56,6 @@ impl Msg {
             first_fragment: h.first_fragment,
             ipv6: h.ipv6,
             vlan: h.vlan != 0,
-            status: 0,
         }
     }
 
@@ -151,9 +147,11 @@ pub enum Outcome {
     ResponseNotFromInside(Msg),
     /// Would be steered, but comes from another host or port than the request went to.
     ResponseSourceMismatch(Msg),
-    /// A client's 1xx/2xx response from outside with a Contact: to the daemon (as
-    /// `then` says), which puts the client's tag in the Contact so that the requests the
-    /// server sends in the dialog (ACK, BYE, re-INVITE) come back with it.
+    /// A client's response from outside with a Contact: to the daemon (as `then` says),
+    /// which puts the client's tag in the Contact of a 1xx/2xx so that the requests the
+    /// server sends in the dialog (ACK, BYE, re-INVITE) come back with it. (The status
+    /// class is the daemon's to read: one more packet read here cost the program 80
+    /// bytes of its 512 of stack, and responses with a Contact from outside are few.)
     ResponseContact { msg: Msg, then: Then },
     /// Destination rewritten to the recorded source (`addr`, `port`), checksums patched,
     /// then passed: the kernel routes it to the client's NAT mapping (RFC 3581 §4). A
@@ -412,15 +410,7 @@ pub fn classify<P: Packet>(
     let head = &payload_head(p, payload, len);
     if len >= 8 {
         if head == b"SIP/2.0 " {
-            let status = if len > 8 {
-                p.read::<u8>(payload + 8).unwrap_or(0)
-            } else {
-                0
-            };
-            return Ok(Msg {
-                status,
-                ..Msg::new(Kind::Response, h)
-            });
+            return Ok(Msg::new(Kind::Response, h));
         }
         if head[0].is_ascii_uppercase() {
             return Ok(Msg::new(Kind::Request, h));
@@ -539,7 +529,7 @@ pub fn tag_result(code: u32, t: &tag::Tag) -> TagResult {
 }
 
 /// An interface rport was not told about is treated as an outside one.
-const UNKNOWN_IFACE: IfaceConf = IfaceConf {
+pub const UNKNOWN_IFACE: IfaceConf = IfaceConf {
     slot: 0,
     role: role::OUTSIDE,
 };
@@ -553,8 +543,8 @@ pub fn look(msg: &Msg, iface: Option<IfaceConf>) -> u32 {
     match (msg.kind, inside) {
         (Kind::Request, true) => scan::look::RURI_TAG,
         (Kind::Request, false) => scan::look::CONTACT_UNLESS_REWRITE,
-        (Kind::Response, false) if msg.status == b'1' || msg.status == b'2' => scan::look::CONTACT,
-        (Kind::Response, _) => scan::look::VIA,
+        (Kind::Response, false) => scan::look::CONTACT,
+        (Kind::Response, true) => scan::look::VIA,
     }
 }
 
@@ -572,9 +562,59 @@ pub fn decide<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, at: Ingress, maps:
         return Outcome::MalformedVia(msg);
     }
     let iface = maps.iface().unwrap_or(UNKNOWN_IFACE);
+    let inside = iface.role == role::INSIDE;
+    // A client's answer to a server's request: nothing to steer (it goes to the server's
+    // own Via), but its Contact becomes the server's target for the dialog, so the
+    // daemon tags it (a 1xx/2xx's only: a 3xx's Contacts are other targets).
+    if msg.kind == Kind::Response && !inside && scan.found & found::CONTACT != 0 {
+        return Outcome::ResponseContact {
+            msg,
+            then: to_daemon(h, iface, at),
+        };
+    }
+    // A tag, when there is one, alone decides (stateless: no map to forget, nothing
+    // shared between gateways but the key): a response's top Via tag, or the Contact tag
+    // in the Request-URI of a request from inside. One call site for both: inlined
+    // twice, the check's frame and its outcomes would cost the program stack it lacks.
+    let tagged = match msg.kind {
+        Kind::Request => inside && scan.found & found::RURI_TAG != 0,
+        Kind::Response => scan.found & found::TAG != 0,
+    };
+    if tagged {
+        return by_tag(msg, h, scan, inside, maps);
+    }
     match msg.kind {
         Kind::Request => request(msg, h, scan, iface, at, maps),
-        Kind::Response => response(msg, h, scan, iface, at, maps),
+        Kind::Response => response(msg, h, scan, iface, maps),
+    }
+}
+
+/// The outcome of a message that carries a tag (see [`decide`]). Its MAC covers the
+/// target and the server, so only the server the client's message went to is ever sent
+/// where rport observed the client.
+#[inline(always)]
+fn by_tag<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, inside: bool, maps: &L) -> Outcome {
+    match maps.tag(h, scan) {
+        TagResult::Valid { addr, port } => {
+            if h.dst == addr && h.dport == port {
+                match msg.kind {
+                    Kind::Request => Outcome::RequestAlreadyCorrect(msg),
+                    Kind::Response => Outcome::ResponseAlreadyCorrect(msg),
+                }
+            } else if !inside {
+                // Only a response can get here (a request from outside is not tagged).
+                Outcome::ResponseNotFromInside(msg)
+            } else {
+                Outcome::Steer {
+                    msg,
+                    addr,
+                    port,
+                    by_tag: true,
+                }
+            }
+        }
+        TagResult::Invalid => Outcome::TagInvalid(msg),
+        TagResult::Expired => Outcome::TagExpired(msg),
     }
 }
 
@@ -614,27 +654,8 @@ fn request<L: Lookups>(
         fl |= flags::FORCE_RPORT;
     }
     if iface.role == role::INSIDE {
-        // A server's request toward a client: not what rport rewrites. Steered when its
-        // Request-URI is a Contact rport tagged (the tag alone decides, as for responses:
-        // its MAC covers the client's observed source and this server's address).
-        if scan.found & found::RURI_TAG != 0 {
-            return match maps.tag(h, scan) {
-                TagResult::Valid { addr, port } => {
-                    if h.dst == addr && h.dport == port {
-                        Outcome::RequestAlreadyCorrect(msg)
-                    } else {
-                        Outcome::Steer {
-                            msg,
-                            addr,
-                            port,
-                            by_tag: true,
-                        }
-                    }
-                }
-                TagResult::Invalid => Outcome::TagInvalid(msg),
-                TagResult::Expired => Outcome::TagExpired(msg),
-            };
-        }
+        // A server's request toward a client without a Contact tag (those are steered by
+        // it, `by_tag`): not what rport rewrites.
         return Outcome::RequestFromInside { msg, flags: fl };
     }
 
@@ -701,44 +722,8 @@ fn response<L: Lookups>(
     h: &Headers,
     scan: &Scan,
     iface: IfaceConf,
-    at: Ingress,
     maps: &L,
 ) -> Outcome {
-    // A client's answer to a server's request: nothing to steer (it goes to the server's
-    // own Via), but its Contact becomes the server's target for the dialog, so the
-    // daemon tags it. Only 1xx/2xx: a 3xx's Contacts are other targets, not the client.
-    if iface.role != role::INSIDE
-        && scan.found & found::CONTACT != 0
-        && (msg.status == b'1' || msg.status == b'2')
-    {
-        return Outcome::ResponseContact {
-            msg,
-            then: to_daemon(h, iface, at),
-        };
-    }
-    // The tag first: when there is one, it alone decides (stateless: no map to forget,
-    // nothing shared between gateways but the key). Its MAC covers the target and the
-    // server, so only this server's response is ever sent where rport observed a client.
-    if scan.found & found::TAG != 0 {
-        return match maps.tag(h, scan) {
-            TagResult::Valid { addr, port } => {
-                if h.dst == addr && h.dport == port {
-                    Outcome::ResponseAlreadyCorrect(msg)
-                } else if iface.role != role::INSIDE {
-                    Outcome::ResponseNotFromInside(msg)
-                } else {
-                    Outcome::Steer {
-                        msg,
-                        addr,
-                        port,
-                        by_tag: true,
-                    }
-                }
-            }
-            TagResult::Invalid => Outcome::TagInvalid(msg),
-            TagResult::Expired => Outcome::TagExpired(msg),
-        };
-    }
     let Some(b) = maps.binding(scan.key()) else {
         return Outcome::ResponseNoBinding(msg);
     };
@@ -916,17 +901,7 @@ mod tests {
             let f = udp4(NAT_V4, sport, SERVER_V4, dport, payload);
             let (r, reads) = classify_frame(&f, &[SIP]);
             assert_eq!(r.map(|m| m.kind), want, "{name}");
-            // A response's status digit is a second read.
-            let most = 1 + (want == Ok(Kind::Response)) as u32;
-            assert!(reads <= most, "{name}: {reads} reads");
-            if let Ok(m) = r {
-                let status = if m.kind == Kind::Response {
-                    payload[8]
-                } else {
-                    0
-                };
-                assert_eq!(m.status, status, "{name}");
-            }
+            assert!(reads <= 1, "{name}: {reads} reads");
         }
     }
 
@@ -973,7 +948,6 @@ mod tests {
             first_fragment: false,
             ipv6: false,
             vlan: false,
-            status: 0,
         }
     }
 
@@ -1171,7 +1145,6 @@ mod tests {
         let resp = |src, sport, dst, dport| udp4(src, sport, dst, dport, &ok_response(V));
         let m = Msg {
             kind: Kind::Response,
-            status: b'2',
             ..msg4()
         };
         let inside = Fake {

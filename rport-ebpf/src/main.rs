@@ -78,11 +78,15 @@ mod prog {
             Err(o) => return apply(&ctx, wp, o, BEFORE_SCAN),
         };
         let ifindex = ctx.ingress_ifindex() as u32;
-        // SAFETY: the value is copied out at once.
+        // SAFETY: the value is copied out at once. Not kept as an Option: its payload is
+        // undefined when None, and LLVM may then store a register the verifier knows
+        // was never written ("R1 !read_ok").
         let maps = Maps {
-            iface: unsafe { IFACES.get(&ifindex) }.copied(),
+            iface: unsafe { IFACES.get(&ifindex) }
+                .copied()
+                .unwrap_or(decide::UNKNOWN_IFACE),
         };
-        verifier::scan(&ctx, wp, decide::look(&msg, maps.iface));
+        verifier::scan(&ctx, wp, decide::look(&msg, Some(maps.iface)));
         // SAFETY: the same per-CPU slot; the loop is over.
         let w = unsafe { &*wp };
         let ingress = Ingress {
@@ -334,13 +338,13 @@ mod prog {
     /// The decision's map reads, from the program's maps. The interface's entry is read
     /// once, before the scan (which it shapes: `decide::look`).
     struct Maps {
-        iface: Option<IfaceConf>,
+        iface: IfaceConf,
     }
 
     impl Lookups for Maps {
         #[inline(always)]
         fn iface(&self) -> Option<IfaceConf> {
-            self.iface
+            Some(self.iface)
         }
         #[inline(always)]
         fn force_rport(&self, src: &[u8; 16]) -> bool {
@@ -535,7 +539,8 @@ mod prog {
             } else {
                 w.h.payload_len as u32
             };
-            w.scan = Scan::with(look);
+            w.scan = Scan::new();
+            w.scan.look_for(look);
             w.pos = 0;
             let mut lc = LoopCtx {
                 xdp: ctx.ctx,

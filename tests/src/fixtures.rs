@@ -426,10 +426,16 @@ pub fn table() -> Vec<Fixture> {
             bind("z9hG4bK-6", NAT_FLAGS),
         ),
         row(
-            "sent-by is the source, no rport: nothing to do",
-            udp4(NAT_V4, 5060, SERVER_V4, 5060, &register("Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-7")),
+            "sent-by is the source, no rport, no Contact: nothing to do",
+            udp4(NAT_V4, 5060, SERVER_V4, 5060, &message("Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-7")),
             &[Packets, SipRequests, NoRport, BindingRecorded, BindingNew, RequestUnchanged],
             Some(ExpectBinding { key: key("z9hG4bK-7"), src: v4m(NAT_V4), sport: 5060, flags: F::MAGIC_COOKIE, vlan: (0, 0), requests: 1 }),
+        ),
+        row(
+            "sent-by is the source, no rport, a Contact: to the daemon, which tags Contacts",
+            udp4(NAT_V4, 5060, SERVER_V4, 5060, &register("Via: SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bK-7c")),
+            &[Packets, SipRequests, NoRport, BindingRecorded, BindingNew, UserspaceUnavailable],
+            Some(ExpectBinding { key: key("z9hG4bK-7c"), src: v4m(NAT_V4), sport: 5060, flags: F::MAGIC_COOKIE, vlan: (0, 0), requests: 1 }),
         ),
         row(
             "sent-by is the source, with rport: the rport still gets its value",

@@ -29,6 +29,14 @@ pub fn register(via: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A MESSAGE (no Contact: RFC 3428) whose top Via line is `via`.
+pub fn message(via: &str) -> Vec<u8> {
+    format!(
+        "MESSAGE sip:bob@198.51.100.10 SIP/2.0\r\n{via}\r\nMax-Forwards: 70\r\nFrom: <sip:alice@198.51.100.10>;tag=1\r\nTo: <sip:bob@198.51.100.10>\r\nCall-ID: call-1@192.168.1.50\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// A 200 OK response carrying the top Via line `via`.
 pub fn ok_response(via: &str) -> Vec<u8> {
     format!(

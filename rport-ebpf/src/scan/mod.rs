@@ -391,14 +391,20 @@ impl Scan {
     /// [`look`] value (`Scan::new()` is `Scan::with(look::VIA)`).
     #[inline(always)]
     pub fn with(look: u32) -> Self {
-        Scan {
-            state: if look == look::RURI_TAG {
-                State::RURI
-            } else {
-                State::FIRST_LINE
-            },
-            look,
-            ..Scan::new()
+        let mut s = Scan::new();
+        s.look_for(look);
+        s
+    }
+
+    /// Makes a fresh scanner (`Scan::new()`) a [`Scan::with`]`(look)`. A method on the
+    /// value in place because the XDP program's lives in map memory: `w.scan = Scan::new()`
+    /// compiles to constant stores there, while a whole `Scan` made with a run-time field
+    /// is built on the stack first (200 bytes of the 512 the program has).
+    #[inline(always)]
+    pub fn look_for(&mut self, look: u32) {
+        self.look = look;
+        if look == look::RURI_TAG {
+            self.state = State::RURI;
         }
     }
 
