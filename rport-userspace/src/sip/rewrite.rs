@@ -72,6 +72,12 @@ pub enum RewriteError {
     MalformedVia,
     /// The rewritten message would not fit in the buffer.
     NoRoom,
+    /// A Contact header value does not follow the Contact grammar
+    /// ([`super::contact`]): no Contact of the message is aliased.
+    MalformedContact,
+    /// The Contact aliasing would take more edits than it does in one message
+    /// ([`super::contact::MAX_EDITS`]): no Contact of the message is aliased.
+    TooManyContacts,
 }
 
 impl std::fmt::Display for RewriteError {
@@ -85,6 +91,12 @@ impl std::fmt::Display for RewriteError {
                 "the top Via header is malformed (it does not follow the Via grammar)"
             }
             RewriteError::NoRoom => "the rewritten message does not fit in the buffer",
+            RewriteError::MalformedContact => {
+                "a Contact header is malformed (it does not follow the Contact grammar)"
+            }
+            RewriteError::TooManyContacts => {
+                "too many Contact URIs or rptag parameters to alias in one message"
+            }
         })
     }
 }
