@@ -37,8 +37,9 @@ pub mod datapath {
 
 pub mod sip {
     //! SIP message handling: the headers ([`headers`]: framing, lookup, Call-ID), the top
-    //! Via ([`via`]: the parser, the same grammar as the XDP scanner's) and the RFC 3581
-    //! edit of it ([`rewrite`]).
+    //! Via ([`via`]: the parser, the same grammar as the XDP scanner's), the RFC 3581
+    //! edit of it ([`rewrite`]) and the steering tag in the Contact URIs ([`contact`]).
+    pub mod contact;
     pub mod headers;
     pub mod rewrite;
     pub mod via;

@@ -34,6 +34,9 @@ enum Cmd {
         /// Behave as if the client had sent `;rport`.
         #[arg(long)]
         force_rport: bool,
+        /// The server the message goes to: the Contact tag is bound to its address.
+        #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
+        server: std::net::IpAddr,
     },
     /// Check that this machine can run rport (privileges, kernel, bpffs).
     Check,
@@ -96,7 +99,8 @@ fn main() -> ExitCode {
         Cmd::Rewrite {
             source,
             force_rport,
-        } => return rewrite::run_cli(source, force_rport),
+            server,
+        } => return rewrite::run_cli(source, server, force_rport),
         Cmd::Check => check::check(),
         Cmd::Replay {
             file,

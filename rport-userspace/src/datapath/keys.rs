@@ -275,6 +275,31 @@ impl Signer {
         .sign(&self.key.key, &addr_to_16(server.0), server.1, 0);
         tag::encode(&t)
     }
+
+    /// The `rptag` value for the Contact URIs of a message from `target` (its observed
+    /// source) to `server`, stamped `now`: the requests the server later sends to that
+    /// Contact are steered to `target`. Kind `KIND_CONTACT`, and server port 0: a
+    /// registrar may send its INVITE from another socket than the one the REGISTER
+    /// reached, so only the server's address is bound by the MAC (the verifier passes 0
+    /// as well), and no transaction key (the requests it steers are other transactions).
+    pub fn contact_tag(
+        &self,
+        target: (std::net::IpAddr, u16),
+        server: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> rport_common::tag::TagBuf {
+        use rport_common::{addr_to_16, tag};
+        let tai = self.base_tai_s + now.saturating_duration_since(self.base).as_secs();
+        let t = tag::Tag::new(
+            self.key.id,
+            tag::KIND_CONTACT,
+            addr_to_16(target.0),
+            target.1,
+            tai,
+        )
+        .sign(&self.key.key, &addr_to_16(server), 0, 0);
+        tag::encode(&t)
+    }
 }
 
 /// TAI seconds now (`CLOCK_TAI`), the clock tags are stamped with.
@@ -540,6 +565,57 @@ mod tests {
         let c = rotate(&b, &Key::from_bytes(K3), now);
         assert_eq!(check(&c), TagCheck::UnknownKey);
         assert_eq!(check(&retire_previous(&b)), TagCheck::UnknownKey);
+    }
+
+    #[test]
+    fn contact_tags_verify_for_their_server_address_only_and_as_contact_tags() {
+        let keys = rotate(
+            &TagKeys {
+                conf: TagConf::DEFAULT,
+                ..TagKeys::default()
+            },
+            &Key::from_bytes(K1),
+            100,
+        );
+        let signer = Signer::new(*keys.current_key().unwrap());
+        let server: std::net::IpAddr = "198.51.100.10".parse().unwrap();
+        for target in ["203.0.113.7:32415", "[2001:db8:1::60]:5062"] {
+            let target: std::net::SocketAddr = target.parse().unwrap();
+            let buf = signer.contact_tag(
+                (target.ip(), target.port()),
+                server,
+                std::time::Instant::now(),
+            );
+            let t = tag::decode(buf.as_bytes()).unwrap();
+            assert_eq!(t.kind, tag::KIND_CONTACT);
+            assert_eq!(t.port, target.port());
+            assert_eq!(t.addr, rport_common::addr_to_16(target.ip()));
+            let check = |t: &tag::Tag, server: std::net::IpAddr, port: u16| {
+                tag::verify(
+                    &keys,
+                    t,
+                    &rport_common::addr_to_16(server),
+                    port,
+                    0,
+                    tai_now_s(),
+                    keys.conf.max_age(t.kind),
+                    keys.conf.max_future_s,
+                )
+            };
+            assert_eq!(check(&t, server, 0), TagCheck::Valid);
+            // Bound to the server's address; its port is not in it (0), so one given fails.
+            assert_eq!(
+                check(&t, "198.51.100.11".parse().unwrap(), 0),
+                TagCheck::BadMac
+            );
+            assert_eq!(check(&t, server, 5060), TagCheck::BadMac);
+            // Not a Via tag.
+            let via = tag::Tag {
+                kind: tag::KIND_VIA,
+                ..t
+            };
+            assert_eq!(check(&via, server, 0), TagCheck::BadMac);
+        }
     }
 
     #[test]

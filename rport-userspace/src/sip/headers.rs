@@ -88,8 +88,21 @@ pub fn frame(m: &[u8]) -> Option<Headers> {
 /// after the colon to the end of its last folded line, that line's break excluded. Inside
 /// the range every LF is a fold's (an SP or HTAB follows it).
 pub fn find(m: &[u8], h: &Headers, long: &[u8], short: &[u8]) -> Option<Range<usize>> {
+    find_from(m, h, h.start, long, short).map(|(v, _)| v)
+}
+
+/// [`find`] from the line starting at `from` on (a line start inside the headers, such as
+/// `h.start` or what a call before returned): the value of the next such header, and the
+/// start of the line after it, to go on from (the Contact rewrite walks every Contact).
+pub fn find_from(
+    m: &[u8],
+    h: &Headers,
+    from: usize,
+    long: &[u8],
+    short: &[u8],
+) -> Option<(Range<usize>, usize)> {
     let end = h.end;
-    let mut i = h.start;
+    let mut i = from;
     while i < end {
         let le = line_end(m, i).min(end);
         if !is_ws(m[i]) {
@@ -110,7 +123,7 @@ pub fn find(m: &[u8], h: &Headers, long: &[u8], short: &[u8]) -> Option<Range<us
                     if ve > 0 && m[ve - 1] == b'\r' {
                         ve -= 1;
                     }
-                    return Some(i + colon + 1..ve.max(i + colon + 1));
+                    return Some((i + colon + 1..ve.max(i + colon + 1), e + 1));
                 }
             }
         }
@@ -174,6 +187,16 @@ mod tests {
         let r = find(m, &h, b"via", b"v").unwrap();
         assert_eq!(&m[r], b" 4\r\n 5");
         assert_eq!(find(m, &h, b"call-id", b"i"), None);
+        // Every one of them, in order, folds included; the body is not headers.
+        let m = b"SIP/2.0 200 OK\r\nm: 1\r\nX: 2\r\nContact: 3\r\n 4\r\nM:5\r\n\r\nm: 6\r\n";
+        let h = frame(m).unwrap();
+        let mut at = h.start;
+        let mut seen = Vec::new();
+        while let Some((r, next)) = find_from(m, &h, at, b"contact", b"m") {
+            seen.push(&m[r]);
+            at = next;
+        }
+        assert_eq!(seen, [&b" 1"[..], b" 3\r\n 4", b"5"]);
     }
 
     #[test]

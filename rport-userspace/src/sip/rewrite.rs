@@ -72,6 +72,12 @@ pub enum RewriteError {
     MalformedVia,
     /// The rewritten message would not fit in the buffer.
     NoRoom,
+    /// A Contact header value does not follow the Contact grammar
+    /// ([`super::contact`]): no Contact of the message is aliased.
+    MalformedContact,
+    /// The Contact aliasing would take more edits than it does in one message
+    /// ([`super::contact::MAX_EDITS`]): no Contact of the message is aliased.
+    TooManyContacts,
 }
 
 impl std::fmt::Display for RewriteError {
@@ -85,6 +91,12 @@ impl std::fmt::Display for RewriteError {
                 "the top Via header is malformed (it does not follow the Via grammar)"
             }
             RewriteError::NoRoom => "the rewritten message does not fit in the buffer",
+            RewriteError::MalformedContact => {
+                "a Contact header is malformed (it does not follow the Contact grammar)"
+            }
+            RewriteError::TooManyContacts => {
+                "too many Contact URIs or rptag parameters to alias in one message"
+            }
         })
     }
 }
@@ -373,19 +385,27 @@ pub fn rewrite_top_via(
     })
 }
 
-pub fn run_cli(source: SocketAddr, force_rport: bool) -> ExitCode {
+/// `rport rewrite`: one message from stdin, to stdout as rport would forward it: the top
+/// Via rewritten, then the Contact URIs aliased ([`super::contact`]) with a tag made for
+/// `source` and `server` under a throwaway random key (a tag no gateway accepts: it shows
+/// where the tag goes and its length, not a value to reuse). The Via gets no tag here.
+pub fn run_cli(source: SocketAddr, server: IpAddr, force_rport: bool) -> ExitCode {
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         eprintln!("rport: reading stdin: {e}");
         return ExitCode::FAILURE;
     }
     let len = input.len();
-    input.resize(len + 256, 0);
+    // Room for the Via's parameters and for the most Contact edits, each with a tag.
+    input.resize(
+        len + 256 + super::contact::MAX_EDITS * (rport_common::tag::BUF_LEN + 16),
+        0,
+    );
     let observed = Observed {
         addr: source.ip(),
         port: source.port(),
     };
-    match rewrite_top_via(
+    let len = match rewrite_top_via(
         &mut input,
         len,
         observed,
@@ -394,20 +414,47 @@ pub fn run_cli(source: SocketAddr, force_rport: bool) -> ExitCode {
             tag: None,
         },
     ) {
-        Ok(r) => {
-            let _ = std::io::stdout().write_all(&input[..r.len]);
-            ExitCode::SUCCESS
-        }
-        Err(RewriteError::NoVia | RewriteError::MalformedVia) => {
-            // A SIP message rport would forward untouched.
-            let _ = std::io::stdout().write_all(&input[..len]);
-            ExitCode::SUCCESS
-        }
+        Ok(r) => r.len,
+        // A SIP message rport would forward with its Via untouched.
+        Err(RewriteError::NoVia | RewriteError::MalformedVia) => len,
         Err(e) => {
             eprintln!("rport: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    let key = match crate::datapath::keys::Key::generate() {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("rport: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signer = crate::datapath::keys::Signer::new(rport_common::tag::TagKey {
+        key: *key.bytes(),
+        valid: 1,
+        ..Default::default()
+    });
+    let tag = signer.contact_tag(
+        (source.ip(), source.port()),
+        server,
+        std::time::Instant::now(),
+    );
+    let len = match super::contact::rewrite_contacts(
+        &mut input,
+        len,
+        observed,
+        super::contact::ContactPolicy { tag: Some(tag) },
+    ) {
+        Ok(r) => r.len,
+        // Forwarded with its Contacts as they came.
+        Err(RewriteError::MalformedContact | RewriteError::TooManyContacts) => len,
+        Err(e) => {
+            eprintln!("rport: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = std::io::stdout().write_all(&input[..len]);
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
