@@ -717,13 +717,7 @@ fn to_daemon(h: &Headers, iface: IfaceConf, at: Ingress) -> Then {
 }
 
 #[inline(always)]
-fn response<L: Lookups>(
-    msg: Msg,
-    h: &Headers,
-    scan: &Scan,
-    iface: IfaceConf,
-    maps: &L,
-) -> Outcome {
+fn response<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, iface: IfaceConf, maps: &L) -> Outcome {
     let Some(b) = maps.binding(scan.key()) else {
         return Outcome::ResponseNoBinding(msg);
     };

@@ -33,6 +33,18 @@ pub enum Mode {
     Skb,
 }
 
+/// What rport does to the Contacts of clients' messages (`--contact`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ContactMode {
+    /// Add the client's steering tag to each Contact URI (`;rptag=`, like Kamailio's
+    /// add_contact_alias, but authenticated): the server's requests to that Contact are
+    /// steered to the client's NAT mapping, with the server unchanged.
+    Alias,
+    /// Leave Contacts as the client wrote them (requests toward clients behind NAT are
+    /// then the server's problem, as without rport).
+    Off,
+}
+
 /// `rport run` flags.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -65,6 +77,10 @@ pub struct RunArgs {
     /// key made at first start and kept in the pinned TAG_KEYS map.
     #[arg(long, value_name = "PATH")]
     pub tag_key: Option<PathBuf>,
+    /// Contacts of clients' requests and 1xx/2xx responses: `alias` puts the client's tag
+    /// in them so that incoming calls and in-dialog requests reach it (docs/ARCHITECTURE.md).
+    #[arg(long, value_enum, default_value_t = ContactMode::Alias)]
+    pub contact: ContactMode,
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -87,6 +103,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         force_rport,
         xdp_log: args.xdp_log,
         tag_key: args.tag_key,
+        contact_alias: args.contact == ContactMode::Alias,
     };
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.

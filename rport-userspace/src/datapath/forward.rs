@@ -1,6 +1,7 @@
 //! Forwarding threads: one per (outside interface, rx queue), each with its own AF_XDP
-//! socket and raw sender, rewriting the requests the XDP program hands over and sending
-//! them on toward the server.
+//! socket and raw sender, rewriting the messages the XDP program hands over (a request's
+//! top Via and Contacts, a client's 1xx/2xx's Contacts) and sending them on toward the
+//! server.
 use std::{
     net::IpAddr,
     sync::{Arc, atomic::AtomicBool},
@@ -17,7 +18,10 @@ use crate::{
         loader::{LoadConfig, Loaded},
     },
     observe::{dstats::DaemonStats, nat::NatTracker},
-    sip::rewrite::{Observed, Policy, RewriteError, rewrite_top_via},
+    sip::{
+        contact::{ContactPolicy, rewrite_contacts},
+        rewrite::{Observed, Policy, RewriteError, rewrite_top_via},
+    },
 };
 
 /// The forwarding threads: their counters (read by the control socket) and handles.
@@ -57,15 +61,25 @@ pub fn in_net(a: IpAddr, (net, len): (IpAddr, u8)) -> bool {
     }
 }
 
-/// What a forwarding thread applies to every request: the `--force-rport` networks and
-/// the signer of the steering tags.
+/// What a forwarding thread applies to every message: the `--force-rport` networks, the
+/// signer of the steering tags, and whether Contacts get the client's tag (`--contact`).
 pub struct Rules {
     pub force_rport: Vec<(IpAddr, u8)>,
     pub signer: crate::datapath::keys::Signer,
+    pub contact_alias: bool,
 }
 
-/// Rewrites one request frame in place and queues it on `sender`. Anything that is not a
-/// request rport can rewrite is still a good packet: it goes on unchanged, and is counted.
+/// A response whose Contacts are the client's own: 1xx and 2xx (RFC 3261 §12.1.1: they
+/// set the remote target of the dialog). A 3xx's Contacts are where to go instead, a
+/// 4xx-6xx's are no target: neither is where the client can be reached.
+fn contact_is_target(m: &[u8]) -> bool {
+    m.get(8).is_some_and(|c| *c == b'1' || *c == b'2')
+}
+
+/// Rewrites one frame in place and queues it on `sender`: a request's top Via (RFC 3581)
+/// and, for a request or a client's 1xx/2xx, its Contacts (the client's steering tag in
+/// each URI, `sip::contact`). Anything rport cannot rewrite is still a good packet: it
+/// goes on unchanged, and is counted.
 pub fn forward_frame<'f>(
     frame: &'f mut [u8],
     len: usize,
@@ -84,15 +98,9 @@ pub fn forward_frame<'f>(
         addr: src,
         port: h.sport,
     };
-    let policy = Policy {
-        force_rport: rules.force_rport.iter().any(|n| in_net(src, *n)),
-        tag: Some(
-            rules
-                .signer
-                .via_tag((src, h.sport), (inject::destination(&h), h.dport), now),
-        ),
-    };
+    let server = inject::destination(&h);
     let (p0, plen) = (h.payload as usize, h.payload_len as usize);
+    let response = frame[p0..].starts_with(b"SIP/2.0 ");
     // IPv6 is never fragmented on the way (only the client may): bound the rewrite so the
     // packet still fits the MTU, else it goes on unchanged (counted as no_room).
     let room_end = if h.ipv6 {
@@ -101,34 +109,63 @@ pub fn forward_frame<'f>(
         frame.len()
     };
     let mut cid = None;
-    let new_plen = match rewrite_top_via(
-        &mut frame[p0..room_end.max(p0 + plen)],
-        plen,
-        observed,
-        policy,
-    ) {
-        Ok(r) => {
-            if r.changed {
-                DaemonStats::add(&stats.rewritten, 1);
-                DaemonStats::add(&stats.received_added, r.received_set as u64);
-                DaemonStats::add(&stats.rport_filled, r.rport_set as u64);
-            } else {
-                DaemonStats::add(&stats.unchanged, 1);
+    let mut changed = false;
+    let mut new_plen = plen;
+    if !response {
+        let policy = Policy {
+            force_rport: rules.force_rport.iter().any(|n| in_net(src, *n)),
+            tag: Some(rules.signer.via_tag((src, h.sport), (server, h.dport), now)),
+        };
+        match rewrite_top_via(
+            &mut frame[p0..room_end.max(p0 + plen)],
+            plen,
+            observed,
+            policy,
+        ) {
+            Ok(r) => {
+                if r.changed {
+                    changed = true;
+                    DaemonStats::add(&stats.rewritten, 1);
+                    DaemonStats::add(&stats.received_added, r.received_set as u64);
+                    DaemonStats::add(&stats.rport_filled, r.rport_set as u64);
+                }
+                cid = r.call_id;
+                new_plen = r.len;
             }
-            cid = r.call_id;
-            r.len
+            Err(RewriteError::NoRoom) => DaemonStats::add(&stats.no_room, 1),
+            Err(_) => DaemonStats::add(&stats.rewrite_errors, 1),
         }
-        Err(RewriteError::NoRoom) => {
-            DaemonStats::add(&stats.no_room, 1);
-            plen
+    }
+    // Contacts after the Via: each edit is measured against the message as it is now.
+    if rules.contact_alias && (!response || contact_is_target(&frame[p0..p0 + new_plen])) {
+        let policy = ContactPolicy {
+            tag: Some(rules.signer.contact_tag((src, h.sport), server, now)),
+        };
+        match rewrite_contacts(
+            &mut frame[p0..room_end.max(p0 + new_plen)],
+            new_plen,
+            observed,
+            policy,
+        ) {
+            Ok(r) => {
+                DaemonStats::add(&stats.contacts_aliased, r.aliased as u64);
+                DaemonStats::add(&stats.contact_tags_removed, r.removed as u64);
+                if r.changed {
+                    changed = true;
+                    // The Call-ID may have moved (a Contact before it changed length).
+                    cid = None;
+                    new_plen = r.len;
+                }
+            }
+            Err(RewriteError::NoRoom) => DaemonStats::add(&stats.no_room, 1),
+            Err(_) => DaemonStats::add(&stats.contact_errors, 1),
         }
-        Err(_) => {
-            DaemonStats::add(&stats.rewrite_errors, 1);
-            plen
-        }
-    };
+    }
+    if !changed {
+        DaemonStats::add(&stats.unchanged, 1);
+    }
     let msg = &frame[p0..p0 + new_plen];
-    // The rewrite found the Call-ID on its pass; a message it refused gets its own search.
+    // The rewrite found the Call-ID on its pass; otherwise it gets its own search.
     let cid = match cid {
         Some(r) => Some(&msg[r]),
         None => crate::sip::rewrite::call_id(msg),
@@ -207,6 +244,7 @@ pub fn start(
             let rules = Rules {
                 force_rport: force,
                 signer: crate::datapath::keys::Signer::new(loaded.tag_key),
+                contact_alias: cfg.contact_alias,
             };
             workers.handles.push(
                 std::thread::Builder::new()

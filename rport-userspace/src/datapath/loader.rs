@@ -31,6 +31,10 @@ pub struct LoadConfig {
     /// File with the steering-tag key (shared by the gateways of one deployment); without
     /// it, the key pinned by an earlier run, or a new one.
     pub tag_key: Option<PathBuf>,
+    /// Put the client's steering tag in the Contacts of its requests and 1xx/2xx
+    /// responses (`--contact alias`, the default), so that a server's requests toward the
+    /// client are steered to its NAT mapping.
+    pub contact_alias: bool,
 }
 
 /// The XDP program's log level (aya-log). Levels below the chosen one are dead code to the

@@ -72,6 +72,12 @@ daemon_counters! {
     forwarded = "traffic";
     /// Rewritten requests larger than the egress MTU, sent as fragments.
     fragmented = "traffic";
+    /// Contact URIs given the client's steering tag (`;rptag=` as a URI parameter), so that the server's requests to that Contact are steered to the client's NAT mapping (Kamailio: add_contact_alias).
+    contacts_aliased = "rewrite";
+    /// `rptag` URI parameters a client put in its own Contacts, removed (only rport's tag may come back).
+    contact_tags_removed = "rewrite";
+    /// Messages whose Contact header could not be parsed with certainty; forwarded with their Contacts unchanged.
+    contact_errors = "errors";
     /// Frames that are not a SIP message the rewrite accepts; forwarded unchanged (Kamailio: bad_msg_hdr).
     rewrite_errors = "errors";
     /// Rewritten requests that no longer fit the frame; forwarded unchanged.
