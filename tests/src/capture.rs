@@ -141,3 +141,19 @@ pub fn udp_checksums(frames: &[Vec<u8>], sport: u16) -> (u64, u64) {
     }
     (good, bad)
 }
+
+/// A kernel SNMP counter of a namespace (nstat, absolute value; 0 when absent).
+pub fn snmp(ns: &Ns, name: &str) -> u64 {
+    let out = crate::ns::sh(ns.cmd("nstat").args(["-az", name])).unwrap_or_default();
+    out.lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(name)).then(|| f.next()?.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// UDP datagrams a namespace received with a bad checksum (`UdpInCsumErrors`).
+pub fn udp_csum_errors(ns: &Ns) -> u64 {
+    snmp(ns, "UdpInCsumErrors")
+}

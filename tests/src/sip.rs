@@ -25,6 +25,12 @@ pub enum Server {
     /// A stateless proxy that forwards every request to `SERVER:5070` (a SIPp UAS) and the
     /// replies back by the Via headers, as RFC 3261 proxies do.
     Proxy,
+    /// A legacy PBX that ignores NAT (issue 11): a registrar (`save`/`lookup` of usrloc,
+    /// in memory), a stateful proxy (tm) that record-routes INVITE dialogs, replies to the
+    /// top Via (`reply_to_via=1`), no nathelper. Calls to user `service` go to the SIPp
+    /// on `SERVER:5070`, calls to anyone else to the Contact they registered. Short
+    /// transaction timers (2 s, 4 s for INVITE) so that a lost call fails fast.
+    Pbx,
 }
 
 /// A Kamailio process, stopped on Drop. It logs the top Via of every request it receives
@@ -35,6 +41,20 @@ pub struct Kamailio {
 }
 
 impl Kamailio {
+    /// The Request-URI the PBX sent each call to AOR `user` to (its `TARGET` log lines, after
+    /// the location lookup): the Contact it had stored.
+    pub fn targets(&self, user: &str) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once("TARGET ").map(|(_, v)| v.trim().to_string()))
+            .filter_map(|v| {
+                let (u, ru) = v.split_once(' ')?;
+                (u == user).then(|| ru.to_string())
+            })
+            .collect()
+    }
+
     pub fn start(ns: &Ns, listen: &str, kind: Server, dir: &Path) -> Result<Kamailio> {
         let cfg = dir.join(format!("kamailio-{listen}.cfg"));
         let route = match kind {
@@ -42,6 +62,13 @@ impl Kamailio {
                 "if (is_method(\"REGISTER|OPTIONS\")) { sl_send_reply(\"200\", \"OK\"); exit; }\n    sl_send_reply(\"405\", \"Method Not Allowed\");"
             }
             Server::Proxy => "forward(\"198.51.100.10\", 5070);",
+            Server::Pbx => PBX_ROUTE,
+        };
+        // tm first: sl binds to it when it is loaded.
+        let (modules, params) = if kind == Server::Pbx {
+            (PBX_MODULES, PBX_PARAMS)
+        } else {
+            ("", "")
         };
         let bracketed = if listen.contains(':') {
             format!("[{listen}]")
@@ -56,18 +83,22 @@ children=2
 disable_tcp=yes
 auto_aliases=no
 listen=udp:{bracketed}:5060
+dns=no
+rev_dns=no
 reply_to_via={rtv}
 mpath="{KAMAILIO_MODULES}"
+{modules}
 loadmodule "sl.so"
 loadmodule "pv.so"
 loadmodule "xlog.so"
 loadmodule "textops.so"
+{params}
 request_route {{
     xlog("L_ALERT", "VIA $hdr(Via)\n");
     {route}
 }}
 "#,
-            rtv = if kind == Server::LegacyRegistrar {
+            rtv = if kind == Server::LegacyRegistrar || kind == Server::Pbx {
                 1
             } else {
                 0
@@ -105,6 +136,39 @@ request_route {{
             .collect()
     }
 }
+
+/// The modules of [`Server::Pbx`] and their parameters.
+const PBX_MODULES: &str = r#"loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "siputils.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so""#;
+
+/// Their parameters (after every module is loaded).
+const PBX_PARAMS: &str = r#"modparam("usrloc", "db_mode", 0)
+modparam("tm", "fr_timer", 2000)
+modparam("tm", "fr_inv_timer", 4000)"#;
+
+/// The routing of [`Server::Pbx`]: what a PBX without any NAT handling does (the
+/// `REQ` log line shows each request's method and Request-URI).
+const PBX_ROUTE: &str = r#"xlog("L_ALERT", "REQ $rm $ru\n");
+    if (!mf_process_maxfwd_header("10")) { sl_send_reply("483", "Too Many Hops"); exit; }
+    if (has_totag()) {
+        if (loose_route()) { t_relay(); exit; }
+        # No route set (a UA that kept none): toward the Request-URI, if it is not us.
+        if (!uri==myself) { t_relay(); exit; }
+        if (is_method("ACK")) { if (t_check_trans()) { t_relay(); } exit; }
+        sl_send_reply("404", "Not here");
+        exit;
+    }
+    if (is_method("CANCEL")) { if (t_check_trans()) { t_relay(); } exit; }
+    if (is_method("REGISTER")) { save("location"); exit; }
+    if (is_method("INVITE")) { record_route(); }
+    if ($rU == "service") { $du = "sip:198.51.100.10:5070"; t_relay(); exit; }
+    if (!lookup("location")) { sl_send_reply("404", "Not Found"); exit; }
+    xlog("L_ALERT", "TARGET $tU $ru\n");
+    t_relay();"#;
 
 /// Kamailio in the foreground (`-DD -E`: logs on stderr) inside `ns` with config `cfg`,
 /// `shm_mb` of shared memory, its pid file and working files in `run` (created).
@@ -152,6 +216,34 @@ Content-Length: 0
 fn scenario(name: &str, body: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"{name}\">\n{body}</scenario>\n"
+    )
+}
+
+/// A REGISTER of the AOR `user` at the PBX, through NAT (`;rport`), with Contact
+/// `contact` (`sip:phone@192.168.1.50:[local_port]` for a phone as it writes it).
+pub fn register_user_scenario(user: &str, contact: &str) -> String {
+    scenario(
+        "register a user",
+        &format!(
+            r#"  <send retrans="500">
+    <![CDATA[
+
+REGISTER sip:198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
+From: <sip:{user}@198.51.100.10>;tag=[call_number]
+To: <sip:{user}@198.51.100.10>
+Call-ID: [call_id]
+CSeq: 1 REGISTER
+Contact: <{contact}>
+Max-Forwards: 70
+Expires: 300
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" timeout="2000"/>
+"#
+        ),
     )
 }
 
@@ -322,6 +414,302 @@ Content-Length: 0
 </scenario>
 "#
     .to_string()
+}
+
+/// The phone answering a call through the PBX (issue 11): 100, then 180 and 200 with its
+/// own (private) Contact, as a phone behind NAT writes it; then the ACK and the caller's
+/// BYE must reach it (not optional: a lost ACK or BYE fails the call).
+pub fn phone_uas_scenario() -> String {
+    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="phone answers">
+  <recv request="INVITE"/>
+  <send>
+    <![CDATA[
+
+SIP/2.0 100 Trying
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:phone@192.168.1.50:[local_port]>
+Content-Length: 0
+
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:phone@192.168.1.50:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 1 1 IN IP4 192.168.1.50
+s=-
+c=IN IP4 192.168.1.50
+t=0 0
+m=audio 4000 RTP/AVP 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send>
+    <![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"#
+    .to_string()
+}
+
+/// A caller on the servers' side (`198.51.100.10:5070`) calling `user` through the PBX
+/// on 5060: INVITE, 200 (its Record-Route and Contact kept), ACK and, after
+/// `talk_ms`, BYE along the route set to the callee's Contact, and the BYE's 200.
+pub fn caller_scenario(user: &str, talk_ms: u32) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call {user} through the PBX">
+  <send retrans="500">
+    <![CDATA[
+
+INVITE sip:{user}@198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.10:[local_port];branch=[branch]
+From: <sip:caller@198.51.100.10>;tag=[call_number]
+To: <sip:{user}@198.51.100.10>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:caller@198.51.100.10:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=caller 1 1 IN IP4 198.51.100.10
+s=-
+c=IN IP4 198.51.100.10
+t=0 0
+m=audio 5000 RTP/AVP 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="404" optional="true" next="failed"/>
+  <recv response="408" optional="true" next="failed"/>
+  <recv response="480" optional="true" next="failed"/>
+  <recv response="500" optional="true" next="failed"/>
+  <recv response="503" optional="true" next="failed"/>
+  <recv response="200" rrs="true" timeout="8000"/>
+  <send>
+    <![CDATA[
+
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.10:[local_port];branch=[branch]
+[routes]
+From: <sip:caller@198.51.100.10>;tag=[call_number]
+To: <sip:{user}@198.51.100.10>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <pause milliseconds="{talk_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.10:[local_port];branch=[branch]
+[routes]
+From: <sip:caller@198.51.100.10>;tag=[call_number]
+To: <sip:{user}@198.51.100.10>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" timeout="8000" next="done"/>
+  <label id="failed"/>
+  <send>
+    <![CDATA[
+
+ACK sip:{user}@198.51.100.10 SIP/2.0
+[last_Via:]
+From: <sip:caller@198.51.100.10>;tag=[call_number]
+To: <sip:{user}@198.51.100.10>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <!-- The call failed: a receive that times out counts it so. -->
+  <recv response="299" timeout="100"/>
+  <label id="done"/>
+</scenario>
+"#
+    )
+}
+
+/// The phone calling `service` through the PBX, where the far end hangs up: INVITE
+/// (Via with `;rport`, private Contact), 200, ACK along the route set, then the far end's
+/// BYE must reach the phone, which answers it.
+pub fn phone_call_hung_up_scenario() -> String {
+    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="phone calls, far end hangs up">
+  <send retrans="500">
+    <![CDATA[
+
+INVITE sip:service@198.51.100.10 SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
+From: <sip:phone@198.51.100.10>;tag=[call_number]
+To: <sip:service@198.51.100.10>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:phone@192.168.1.50:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=phone 1 1 IN IP4 192.168.1.50
+s=-
+c=IN IP4 192.168.1.50
+t=0 0
+m=audio 4000 RTP/AVP 0
+
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true" timeout="8000"/>
+  <send>
+    <![CDATA[
+
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
+[routes]
+From: <sip:phone@198.51.100.10>;tag=[call_number]
+To: <sip:service@198.51.100.10>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="BYE" timeout="10000"/>
+  <send>
+    <![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+    ]]>
+  </send>
+</scenario>
+"#
+    .to_string()
+}
+
+/// The called service that hangs up: answers the INVITE (keeping its Record-Route and
+/// Contact), waits for the ACK, then after `talk_ms` sends the BYE to the caller's
+/// Contact along the route set, and waits for its 200.
+pub fn hangup_uas_scenario(talk_ms: u32) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="answer, then hang up">
+  <recv request="INVITE" rrs="true">
+    <action>
+      <ereg regexp=";tag=([^;&gt; ]*)" search_in="hdr" header="From:" assign_to="junk,ftag"/>
+    </action>
+  </recv>
+  <Reference variables="junk"/>
+  <send>
+    <![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_Record-Route:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:service@198.51.100.10:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=service 1 1 IN IP4 198.51.100.10
+s=-
+c=IN IP4 198.51.100.10
+t=0 0
+m=audio 5000 RTP/AVP 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <pause milliseconds="{talk_ms}"/>
+  <send retrans="500">
+    <![CDATA[
+
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/UDP 198.51.100.10:[local_port];branch=[branch]
+[routes]
+From: <sip:service@198.51.100.10>;tag=[pid]SIPpTag01[call_number]
+To: <sip:phone@198.51.100.10>;tag=[$ftag]
+Call-ID: [call_id]
+CSeq: 1 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200" timeout="8000"/>
+</scenario>
+"#
+    )
 }
 
 /// What a SIPp run ended with.

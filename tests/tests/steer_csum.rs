@@ -8,8 +8,8 @@
 //! offload off on the gateway's egress toward the phone (the checksum is computed there,
 //! in software, as a NIC would) and count UDP checksum errors at the NAT and the phone.
 use rport_tests::{
-    capture::{Capture, udp_checksums},
-    ns::{Bpffs, Ns, can_run, sh},
+    capture::{Capture, snmp, udp_checksums, udp_csum_errors},
+    ns::{Bpffs, can_run, sh},
     sip::{
         Kamailio, Server, register_scenario, register_scenario_via, sipp_client, sipp_client_with,
     },
@@ -23,21 +23,6 @@ fn tools() -> bool {
         "steer_csum",
         &["ip", "nft", "kamailio", "sipp", "ethtool", "nstat"],
     )
-}
-
-/// A kernel SNMP counter of a namespace (nstat, absolute value).
-fn snmp(ns: &Ns, name: &str) -> u64 {
-    let out = sh(ns.cmd("nstat").args(["-az", name])).unwrap_or_default();
-    out.lines()
-        .find_map(|l| {
-            let mut f = l.split_whitespace();
-            (f.next() == Some(name)).then(|| f.next()?.parse().ok())?
-        })
-        .unwrap_or(0)
-}
-
-fn udp_csum_errors(ns: &Ns) -> u64 {
-    snmp(ns, "UdpInCsumErrors")
 }
 
 /// Every steering decision applied by the TC program (none steered in XDP, none failed).
