@@ -714,10 +714,8 @@ fn uri(m: &[u8], u: Range<usize>, angled: bool, plan: &mut Plan) -> Result<(), R
         }
     }
     let params_end = i;
-    if i < end {
-        if m[i] != b'?' || run_escaped(m, i + 1, end, &HEADERS)? != end {
-            return Err(BAD);
-        }
+    if i < end && (m[i] != b'?' || run_escaped(m, i + 1, end, &HEADERS)? != end) {
+        return Err(BAD);
     }
     if want {
         if !tagged {
