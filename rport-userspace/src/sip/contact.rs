@@ -95,8 +95,8 @@
 //! Zero allocation: the edits (ranges of the message and what replaces each) go into a
 //! fixed array of [`MAX_EDITS`], are measured (a message that would not fit is left
 //! untouched, [`RewriteError::NoRoom`]), then applied right to left, each written straight
-//! into its place. A message that needs more edits (more than 16 URIs to alias, or
-//! a flood of `rptag` parameters) is refused whole with [`RewriteError::TooManyContacts`]
+//! into its place. A message that needs more edits (more than 16 name-addr URIs or 8
+//! addr-specs to alias, or a flood of `rptag` parameters) is refused whole with [`RewriteError::TooManyContacts`]
 //! rather than aliased in part: a Contact left unaliased with the others done would look
 //! like success.
 use std::{
@@ -566,9 +566,13 @@ fn unescaped(s: &[u8]) -> impl Iterator<Item = u8> + '_ {
     std::iter::from_fn(move || {
         let b = *s.get(i)?;
         if b == b'%' {
-            let d = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+            let d = |k: usize| {
+                s.get(k)
+                    .and_then(|&c| (c as char).to_digit(16))
+                    .unwrap_or(0) as u8
+            };
             i += 3;
-            Some((d(s[i - 2]) << 4 | d(s[i - 1])).to_ascii_lowercase())
+            Some((d(i - 2) << 4 | d(i - 1)).to_ascii_lowercase())
         } else {
             i += 1;
             Some(b.to_ascii_lowercase())
@@ -714,10 +718,8 @@ fn uri(m: &[u8], u: Range<usize>, angled: bool, plan: &mut Plan) -> Result<(), R
         }
     }
     let params_end = i;
-    if i < end {
-        if m[i] != b'?' || run_escaped(m, i + 1, end, &HEADERS)? != end {
-            return Err(BAD);
-        }
+    if i < end && (m[i] != b'?' || run_escaped(m, i + 1, end, &HEADERS)? != end) {
+        return Err(BAD);
     }
     if want {
         if !tagged {
