@@ -133,6 +133,47 @@ impl NatTopology {
     }
 }
 
+/// A second home behind its own NAT, on a second outside interface of the gateway, with
+/// the same private addresses as the first (many home LANs are alike):
+///
+/// ```text
+/// phone 192.168.1.50 ── NAT 192.168.1.1 | 192.0.2.1 ── 192.0.2.2 gw-out2 (gateway of NatTopology)
+/// ```
+pub struct SecondHome {
+    pub phone: Ns,
+    pub nat: Ns,
+}
+
+/// The gateway's second outside interface ([`SecondHome`]).
+pub const GW_OUTSIDE2: &str = "gw-out2";
+
+impl NatTopology {
+    /// Adds a [`SecondHome`] on [`GW_OUTSIDE2`] (run rport with `--outside gw-out2` too).
+    pub fn second_home(&self) -> Result<SecondHome> {
+        let h = SecondHome {
+            phone: Ns::new("rpph2")?,
+            nat: Ns::new("rpnat2")?,
+        };
+        wire(&h.phone, "ph0", PHONE, &h.nat, "nat-in", "192.168.1.1")?;
+        wire(
+            &h.nat,
+            "nat-out",
+            "192.0.2.1",
+            &self.gw,
+            GW_OUTSIDE2,
+            "192.0.2.2",
+        )?;
+        forwarding(&h.nat)?;
+        let rules = self.dir.join("nat2.nft");
+        std::fs::write(
+            &rules,
+            "table ip rportnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"nat-out\" masquerade random\n }\n}\n",
+        )?;
+        sh(h.nat.cmd("nft").arg("-f").arg(&rules))?;
+        Ok(h)
+    }
+}
+
 impl Drop for NatTopology {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -19,7 +19,7 @@ use rport_tests::{
         Kamailio, Server, Sipp, SippResult, caller_scenario, hangup_uas_scenario,
         phone_call_hung_up_scenario, phone_uas_scenario, register_user_scenario, sipp_client,
     },
-    topo::{GW_OUTSIDE, NatTopology, PHONE, Rport, SERVER},
+    topo::{GW_OUTSIDE, GW_OUTSIDE2, NatTopology, PHONE, Rport, SERVER},
 };
 
 /// The Contact the phone writes: its private address, as every phone behind NAT does.
@@ -243,4 +243,181 @@ fn a_restart_between_the_register_and_the_call_loses_nothing() {
     assert_eq!((c.successful, c.failed), (2, 0), "{diag}");
     assert!(p.is_some_and(|p| p.successful == 2), "{diag}");
     assert!(rport.counter("xdp", "request_steered").unwrap() >= 6);
+}
+
+/// Frames captured that carry a SIP request line starting with `method`.
+fn requests_seen(cap: &Capture, method: &str) -> usize {
+    let pat = format!("{method} sip:");
+    cap.frames()
+        .iter()
+        .filter(|f| f.windows(pat.len()).any(|w| w == pat.as_bytes()))
+        .count()
+}
+
+/// The `rptag` value of a Contact URI the PBX called.
+fn tag_of(uri: &str) -> String {
+    uri.split_once(";rptag=")
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_phones_behind_two_nats_with_the_same_contact_each_get_their_own_calls() {
+    if !tools() {
+        return;
+    }
+    const N: u32 = 2;
+    let t = NatTopology::new().unwrap();
+    let home2 = t.second_home().unwrap();
+    for dev in [GW_OUTSIDE, GW_OUTSIDE2] {
+        sh(t.gw.cmd("ethtool").args(["-K", dev, "tx", "off"])).unwrap();
+    }
+    let k = Kamailio::start(&t.server, SERVER, Server::Pbx, &t.dir).unwrap();
+    let pins = Bpffs::new().unwrap();
+    let rport = t.rport(&pins, &["--outside", GW_OUTSIDE2]).unwrap();
+    // Both write Contact sip:phone@192.168.1.50:5060; AOR 100 at home 1, 200 at home 2.
+    let reg = |ns, user: &str, contact: &str| {
+        sipp_client(
+            ns,
+            &register_user_scenario(user, contact),
+            &t.dir,
+            PHONE,
+            5060,
+            "198.51.100.10:5060",
+            1,
+            10,
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        reg(&t.phone, "100", PHONE_CONTACT).successful,
+        1,
+        "{}",
+        log(&t)
+    );
+    assert_eq!(
+        reg(&home2.phone, "200", PHONE_CONTACT).successful,
+        1,
+        "{}",
+        log(&t)
+    );
+    let errs0 = (udp_csum_errors(&t.phone), udp_csum_errors(&home2.phone));
+
+    // Calls to 100 ring phone 1 only, calls to 200 phone 2 only.
+    for (user, rings, quiet) in [
+        ("100", &t.phone, &home2.phone),
+        ("200", &home2.phone, &t.phone),
+    ] {
+        let quiet_cap = Capture::start(quiet, "ph0").unwrap();
+        let mut phone = Sipp::uas(
+            rings,
+            &phone_uas_scenario(),
+            &t.dir,
+            PHONE,
+            5060,
+            N,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let mut caller = Sipp::uac(
+            &t.server,
+            &caller_scenario(user, 100),
+            &t.dir,
+            SERVER,
+            5070,
+            "198.51.100.10:5060",
+            N,
+            Duration::from_secs(30),
+            &[],
+        )
+        .unwrap();
+        let c = caller.wait(Duration::from_secs(60)).unwrap();
+        let p = phone.wait(Duration::from_secs(10));
+        let diag = format!("calls to {user}: caller {c:?}, phone {p:?}\n{}", log(&t));
+        assert_eq!((c.successful, c.failed), (N as u64, 0), "{diag}");
+        assert_eq!(p.unwrap().successful, N as u64, "{diag}");
+        assert_eq!(
+            requests_seen(&quiet_cap, "INVITE"),
+            0,
+            "the other phone got an INVITE: {diag}"
+        );
+    }
+    // Two tags for one private Contact: each names its own NAT mapping.
+    let (t100, t200) = (k.targets("100"), k.targets("200"));
+    assert!(
+        tag_of(&t100[0]).len() > 30 && tag_of(&t200[0]).len() > 30,
+        "{t100:?} {t200:?}"
+    );
+    assert_ne!(tag_of(&t100[0]), tag_of(&t200[0]));
+
+    // A forged Contact from home 2: phone 1's own tag (as a sniffer would have copied it)
+    // on a third address. rport replaces the tag with home 2's: the calls to 300 ring
+    // phone 2, never phone 1, and nothing goes to the third address.
+    let forged = format!("sip:phone@203.0.113.99:5060;rptag={}", tag_of(&t100[0]));
+    assert_eq!(
+        reg(&home2.phone, "300", &forged).successful,
+        1,
+        "{}",
+        log(&t)
+    );
+    let t300 = k.targets("300");
+    assert!(t300.is_empty(), "no call yet");
+    let victim = Capture::start(&t.phone, "ph0").unwrap();
+    let wire1 = Capture::start(&t.nat, "nat-out").unwrap();
+    let mut phone2 = Sipp::uas(
+        &home2.phone,
+        &phone_uas_scenario(),
+        &t.dir,
+        PHONE,
+        5060,
+        1,
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let mut caller = Sipp::uac(
+        &t.server,
+        &caller_scenario("300", 100),
+        &t.dir,
+        SERVER,
+        5070,
+        "198.51.100.10:5060",
+        1,
+        Duration::from_secs(30),
+        &[],
+    )
+    .unwrap();
+    let c = caller.wait(Duration::from_secs(60)).unwrap();
+    let p = phone2.wait(Duration::from_secs(10));
+    let diag = format!("call to 300: caller {c:?}, phone 2 {p:?}\n{}", log(&t));
+    assert_eq!((c.successful, c.failed), (1, 0), "{diag}");
+    let t300 = k.targets("300");
+    assert!(
+        t300[0].starts_with("sip:phone@203.0.113.99:5060;rptag="),
+        "{t300:?}"
+    );
+    assert_ne!(
+        tag_of(&t300[0]),
+        tag_of(&t100[0]),
+        "the victim's tag survived"
+    );
+    assert_eq!(
+        requests_seen(&victim, "INVITE"),
+        0,
+        "the victim got the attacker's call"
+    );
+    let to_third = wire1
+        .frames()
+        .iter()
+        .filter(|f| f.len() > 34 && f[12..14] == [0x08, 0x00] && f[30..34] == [203, 0, 113, 99])
+        .count();
+    assert_eq!(to_third, 0, "datagrams sent to the third address");
+    assert_eq!(
+        (
+            udp_csum_errors(&t.phone) - errs0.0,
+            udp_csum_errors(&home2.phone) - errs0.1
+        ),
+        (0, 0),
+        "UDP checksum errors at the phones"
+    );
+    assert_eq!(rport.counter("xdp", "request_tag_invalid").unwrap(), 0);
 }
