@@ -712,6 +712,44 @@ Content-Length: 0
     )
 }
 
+/// `calls` calls from the servers' side (a SIPp UAC on `SERVER:5070`) to `user` through
+/// the PBX on `SERVER:5060`, the phone answering as a SIPp UAS on 192.168.1.50:5060 in
+/// `phone`: (caller's result, phone's result, or None when it did not answer every
+/// call in time).
+pub fn incoming_calls_via(
+    phone: &Ns,
+    server: &Ns,
+    dir: &Path,
+    user: &str,
+    calls: u32,
+) -> Result<(SippResult, Option<SippResult>)> {
+    let mut uas = Sipp::uas(
+        phone,
+        &phone_uas_scenario(),
+        dir,
+        "192.168.1.50",
+        5060,
+        calls,
+        Duration::from_secs(40),
+    )?;
+    let mut caller = Sipp::uac(
+        server,
+        &caller_scenario(user, 200),
+        dir,
+        "198.51.100.10",
+        5070,
+        "198.51.100.10:5060",
+        calls,
+        Duration::from_secs(30),
+        &[],
+    )?;
+    let c = caller.wait(Duration::from_secs(60))?;
+    // The phone ends once it answered every call; one that missed some is still
+    // waiting (killed after a bound).
+    let p = uas.wait(Duration::from_secs(5)).ok();
+    Ok((c, p))
+}
+
 /// What a SIPp run ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SippResult {

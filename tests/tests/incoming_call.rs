@@ -17,7 +17,8 @@ use rport_tests::{
     ns::{Bpffs, can_run, sh},
     sip::{
         Kamailio, Server, Sipp, SippResult, caller_scenario, hangup_uas_scenario,
-        phone_call_hung_up_scenario, phone_uas_scenario, register_user_scenario, sipp_client,
+        incoming_calls_via, phone_call_hung_up_scenario, phone_uas_scenario,
+        register_user_scenario, sipp_client,
     },
     topo::{GW_OUTSIDE, GW_OUTSIDE2, NatTopology, PHONE, Rport, SERVER},
 };
@@ -47,37 +48,9 @@ fn register(t: &NatTopology, user: &str) -> SippResult {
     .unwrap()
 }
 
-/// `calls` calls from the servers' side to `user` through the PBX, the phone answering
-/// as a SIPp UAS on its registered port: (caller's result, phone's result or None when
-/// it answered nothing in time).
+/// [`incoming_calls_via`] on the NAT topology.
 fn incoming_calls(t: &NatTopology, user: &str, calls: u32) -> (SippResult, Option<SippResult>) {
-    let mut phone = Sipp::uas(
-        &t.phone,
-        &phone_uas_scenario(),
-        &t.dir,
-        PHONE,
-        5060,
-        calls,
-        Duration::from_secs(40),
-    )
-    .unwrap();
-    let mut caller = Sipp::uac(
-        &t.server,
-        &caller_scenario(user, 200),
-        &t.dir,
-        SERVER,
-        5070,
-        "198.51.100.10:5060",
-        calls,
-        Duration::from_secs(30),
-        &[],
-    )
-    .unwrap();
-    let c = caller.wait(Duration::from_secs(60)).unwrap();
-    // The phone ends once it answered every call; one that missed some is still waiting
-    // (killed after a bound).
-    let p = phone.wait(Duration::from_secs(5)).ok();
-    (c, p)
+    incoming_calls_via(&t.phone, &t.server, &t.dir, user, calls).unwrap()
 }
 
 fn log(t: &NatTopology) -> String {
