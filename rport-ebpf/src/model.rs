@@ -840,6 +840,30 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_request_toward_a_client_is_steered_by_its_contact_tag() {
+        use rport_common::tag::{self, KIND_CONTACT, Tag};
+        const K: [u8; 16] = [7; 16];
+        let mut m = keyed(K);
+        let t = Tag::new(1, KIND_CONTACT, NAT_V6, 40000, 1_000_000).sign(&K, &SERVER_V6, 0, 0);
+        let t = String::from_utf8(tag::encode(&t).as_bytes().to_vec()).unwrap();
+        let invite = String::from_utf8(server_invite(&t))
+            .unwrap()
+            .replace("sip:100@192.168.1.50:5060", "sip:100@[2001:db8:1::50]:5060");
+        let mut f = udp6(SERVER_V6, 5060, CLIENT_V6, 5060, invite.as_bytes());
+        let (_, c) = run(&mut f, role::INSIDE, 0, &mut m, 2);
+        assert_eq!(c, [Packets, SipRequests, Ipv6, SteerInXdp, RequestSteered]);
+        assert_eq!(f[38..54], NAT_V6);
+        assert_eq!(f[56..58], 40000u16.to_be_bytes());
+        assert!(checksum6_valid(&f));
+        // The same tag from another server address: refused.
+        let other = [0x20, 1, 0xd, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x11];
+        let mut f = udp6(other, 5060, CLIENT_V6, 5060, invite.as_bytes());
+        let (_, c) = run(&mut f, role::INSIDE, 0, &mut m, 2);
+        assert_eq!(c, [Packets, SipRequests, Ipv6, RequestTagInvalid]);
+        assert_eq!(f[38..54], CLIENT_V6);
+    }
+
+    #[test]
     fn responses_not_steered_leave_the_frame_alone() {
         let mut m = HostMaps::default();
         run(&mut nat_req(V), role::OUTSIDE, 0, &mut m, 1);
