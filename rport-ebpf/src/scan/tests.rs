@@ -1536,3 +1536,51 @@ fn contact_is_noted_only_when_asked_and_only_until_it_decides() {
         assert_eq!(s.found & found::CONTACT, 0, "{h:?}");
     }
 }
+
+/// Looking for more than the Via (a Contact, the Request-URI's tag) never changes what the
+/// scan says of the Via, whatever the bytes, and each driver agrees (`feed_as`).
+#[test]
+fn looking_for_more_never_changes_the_via() {
+    let mut r = XorShift(0x5eed_0f_c0_47ac7);
+    let alphabet = b"Via:v SIP/2.0UDP;,=[]:\r\n\r\n \t0123456789.abz9hG4bKrportbranchCall-IDiContact:m<sip:@>;rptag=0f\"\\";
+    for i in 0..6000 {
+        let len = (r.next() % 260) as usize;
+        let mut m = Vec::with_capacity(len + 80);
+        match i % 3 {
+            0 => m.extend_from_slice(b"INVITE sip:a@h;rptag=0f0f SIP/2.0\r\nVia: SIP/2.0/UDP "),
+            1 => m.extend_from_slice(b"SIP/2.0 200 OK\r\nContact: <sip:a@b>\r\nVia: SIP/2.0/UDP h"),
+            _ => {}
+        }
+        for _ in 0..len {
+            let x = r.next();
+            m.push(if i % 2 == 0 {
+                x as u8
+            } else {
+                alphabet[(x % alphabet.len() as u64) as usize]
+            });
+        }
+        let base = feed_as(look::VIA, &m);
+        for l in [look::CONTACT_UNLESS_REWRITE, look::CONTACT, look::RURI_TAG] {
+            let s = feed_as(l, &m);
+            let what = String::from_utf8_lossy(&m);
+            invariants(&s, &what);
+            let via = found::VIA | found::MALFORMED | found::BRANCH | found::VIA_DONE;
+            assert_eq!(s.found & via, base.found & via, "look {l}: {what:?}");
+            assert_eq!(s.flags, base.flags, "look {l}: {what:?}");
+            assert_eq!(
+                (s.branch_hash, s.host_hash, s.port, s.rport),
+                (base.branch_hash, base.host_hash, base.port, base.rport),
+                "look {l}: {what:?}"
+            );
+            if s.flags & flags::MAGIC_COOKIE != 0 {
+                assert_eq!(s.key(), base.key(), "look {l}: {what:?}");
+            }
+            if l != look::RURI_TAG {
+                assert_eq!(s.found & found::RURI_TAG, 0);
+                assert_eq!((s.tag, s.tag_len), (base.tag, base.tag_len), "look {l}: {what:?}");
+            } else if s.found & found::RURI_TAG == 0 {
+                assert_eq!((s.tag, s.tag_len), (base.tag, base.tag_len), "look {l}: {what:?}");
+            }
+        }
+    }
+}
