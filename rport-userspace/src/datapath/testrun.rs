@@ -285,6 +285,14 @@ impl XdpHarness {
         Ok(m.iter().collect::<Result<_, _>>()?)
     }
 
+    /// Replaces the `TAG_KEYS` value (the keys and age limits tags are checked against).
+    pub fn set_tag_keys(&mut self, keys: &rport_common::tag::TagKeys) -> Result<()> {
+        let mut m: aya::maps::Array<&mut MapData, rport_common::tag::TagKeys> =
+            aya::maps::Array::try_from(self.map_mut(maps::TAG_KEYS)?)?;
+        m.set(0, *keys, 0).context("setting TAG_KEYS")?;
+        Ok(())
+    }
+
     /// Removes every binding.
     pub fn clear_bindings(&mut self) -> Result<()> {
         let mut m: HashMap<&mut MapData, u64, Binding> =
