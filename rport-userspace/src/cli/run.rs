@@ -65,6 +65,19 @@ pub struct RunArgs {
     /// key made at first start and kept in the pinned TAG_KEYS map.
     #[arg(long, value_name = "PATH")]
     pub tag_key: Option<PathBuf>,
+    /// Entries of the BINDINGS map (LRU: the least recently used binding goes when it is
+    /// full): about 150 bytes of kernel memory each. A pinned map keeps its size: to
+    /// change it, remove the pin.
+    #[arg(long, value_name = "N", default_value_t = rport_common::MAX_BINDINGS,
+          value_parser = parse_max_bindings)]
+    pub max_bindings: u32,
+}
+
+fn parse_max_bindings(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("expected a number 1..={}", loader::MAX_BINDINGS_LIMIT))?;
+    loader::check_max_bindings(n).map_err(|e| e.to_string())
 }
 
 /// Runs until SIGINT or SIGTERM.
@@ -87,6 +100,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         force_rport,
         xdp_log: args.xdp_log,
         tag_key: args.tag_key,
+        max_bindings: args.max_bindings,
     };
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.
