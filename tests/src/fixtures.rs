@@ -798,7 +798,8 @@ pub fn table() -> Vec<Fixture> {
             &[Packets, SipResponses, ResponseNoBinding],
             None,
         )
-        .inside(),
+        .inside()
+        .bench("200 OK to the private sent-by, no binding, no tag (not steered)"),
     );
     tag_rows(&mut t);
     t
@@ -880,7 +881,8 @@ fn tag_rows(t: &mut Vec<Fixture>) {
             None,
         )
         .inside()
-        .keys(tag_keys()),
+        .keys(tag_keys())
+        .bench("200 OK with a forged tag (MAC checked, refused)"),
     );
     t.push(
         row(
