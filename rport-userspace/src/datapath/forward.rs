@@ -206,7 +206,7 @@ pub fn start(
             );
             let rules = Rules {
                 force_rport: force,
-                signer: crate::datapath::keys::Signer::new(loaded.tag_key),
+                signer: crate::datapath::keys::Signer::new(loaded.tag_key.clone()),
             };
             workers.handles.push(
                 std::thread::Builder::new()

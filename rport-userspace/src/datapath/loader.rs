@@ -143,7 +143,7 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub ifaces: Vec<Iface>,
     /// The key that signs the steering tags the rewrite adds (never logged).
-    pub tag_key: rport_common::tag::TagKey,
+    pub tag_key: std::sync::Arc<crate::datapath::keys::CurrentKey>,
 }
 
 /// Interface index, or a clear error.
@@ -309,7 +309,7 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     Ok(Loaded {
         ebpf,
         ifaces,
-        tag_key,
+        tag_key: crate::datapath::keys::CurrentKey::new(tag_key),
     })
 }
 
