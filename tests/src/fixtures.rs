@@ -10,10 +10,13 @@
 //!   [`crate::xdp::Bed`]);
 //! - pcap: tests/tests/replay.rs writes the rows' frames to captures and checks what
 //!   `rport replay --json` says of each row;
+//! - host: the same file, every row through `rport_ebpf::model` ([`crate::host::Host`]),
+//!   no root; [`observe`] also puts both datapaths through the table side by side and
+//!   compares what they did row by row, binding fields included;
 //! - perf: `bench xdp` times the rows that carry a [`Fixture::bench`] label.
 //!
-//! A runner of another datapath (e.g. a host model of the program) implements
-//! [`Datapath`] and calls [`run_table`] then [`report`].
+//! A runner of another datapath implements [`Datapath`] and calls [`run_table`] then
+//! [`report`].
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Result;
@@ -185,6 +188,90 @@ pub fn run_table(dp: &mut impl Datapath, table: &[Fixture]) -> Result<Vec<String
         }
     }
     Ok(failures)
+}
+
+/// What one row's frame did on a datapath, for comparing two datapaths directly: the
+/// verdict, the output frame, the counter deltas, and the bindings it left new or changed
+/// (timestamps and ingress ifindex zeroed: those are the runner's clock and devices).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub verdict: u32,
+    pub out: Vec<u8>,
+    pub counters: Vec<u64>,
+    pub bindings: Vec<(u64, Binding)>,
+}
+
+/// Runs every row of `table` on `dp` as [`run_table`] does, and returns what each did.
+pub fn observe(dp: &mut impl Datapath, table: &[Fixture]) -> Result<Vec<Observed>> {
+    let norm = |mut b: Binding| {
+        b.first_seen_ns = 0;
+        b.last_seen_ns = 0;
+        b.ifindex = 0;
+        b
+    };
+    let mut all = Vec::new();
+    for f in table {
+        dp.reset(&f.prior)?;
+        for r in &f.prior.requests {
+            dp.run(r, role::OUTSIDE, 0)?;
+        }
+        let before: Vec<(u64, Binding)> = dp
+            .bindings()?
+            .into_iter()
+            .map(|(k, b)| (k, norm(b)))
+            .collect();
+        let c0 = dp.counters()?;
+        let (verdict, out) = dp.run(&f.frame, f.role, f.rx_queue)?;
+        let c1 = dp.counters()?;
+        let mut bindings: Vec<(u64, Binding)> = dp
+            .bindings()?
+            .into_iter()
+            .map(|(k, b)| (k, norm(b)))
+            .filter(|kb| !before.contains(kb))
+            .collect();
+        bindings.sort_by_key(|(k, _)| *k);
+        all.push(Observed {
+            verdict,
+            out,
+            counters: c1.iter().zip(&c0).map(|(a, b)| a - b).collect(),
+            bindings,
+        });
+    }
+    Ok(all)
+}
+
+/// Every difference between what two datapaths did with `table`'s rows, one line each,
+/// beyond the one by construction: a row handed to TC by `a` (the kernel) and steered in
+/// XDP by `b` (the host model) differs in its output frame (each checked against the row
+/// by [`run_table`]) and in `steer_in_xdp`.
+pub fn differences(table: &[Fixture], a: &[Observed], b: &[Observed]) -> Vec<String> {
+    let mut d = Vec::new();
+    for ((f, x), y) in table.iter().zip(a).zip(b) {
+        let mut yc = y.counters.clone();
+        let tc = matches!(f.out, Out::HandedToTc { .. });
+        if tc {
+            yc[Counter::SteerInXdp as usize] = yc[Counter::SteerInXdp as usize].saturating_sub(1);
+        }
+        if x.verdict != y.verdict {
+            d.push(format!(
+                "{}: verdict {} vs {}",
+                f.name, x.verdict, y.verdict
+            ));
+        }
+        if x.counters != yc {
+            d.push(format!("{}: counters {:?} vs {:?}", f.name, x.counters, yc));
+        }
+        if !tc && x.out != y.out {
+            d.push(format!("{}: output frames differ", f.name));
+        }
+        if x.bindings != y.bindings {
+            d.push(format!(
+                "{}: bindings {:?} vs {:?}",
+                f.name, x.bindings, y.bindings
+            ));
+        }
+    }
+    d
 }
 
 /// Panics with every failure, or prints the row count.
