@@ -10,10 +10,13 @@
 //!   [`crate::xdp::Bed`]);
 //! - pcap: tests/tests/replay.rs writes the rows' frames to captures and checks what
 //!   `rport replay --json` says of each row;
+//! - host: the same file, every row through `rport_ebpf::model` ([`crate::host::Host`]),
+//!   no root; [`observe`] also puts both datapaths through the table side by side and
+//!   compares what they did row by row, binding fields included;
 //! - perf: `bench xdp` times the rows that carry a [`Fixture::bench`] label.
 //!
-//! A runner of another datapath (e.g. a host model of the program) implements
-//! [`Datapath`] and calls [`run_table`] then [`report`].
+//! A runner of another datapath implements [`Datapath`] and calls [`run_table`] then
+//! [`report`].
 use std::net::{IpAddr, Ipv4Addr};
 
 use anyhow::Result;
@@ -26,6 +29,35 @@ use rport_common::{
 
 use crate::packets::*;
 use Counter::*;
+use rport_common::tag::TagKeys;
+
+/// `frame` (an untagged UDP frame of [`udp4`] or [`udp6`]) as its source would have sent
+/// it to `to`:`port`: built anew by etherparse, checksums computed in full, so the steer
+/// rewrite (incremental checksum updates) is checked against an independent computation.
+fn resent_to(frame: &[u8], to: IpAddr, port: u16) -> Vec<u8> {
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+    let p = SlicedPacket::from_ethernet(frame).expect("a fixture's UDP frame");
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!("a steered fixture frame is UDP")
+    };
+    match (p.net.expect("an IP frame"), to) {
+        (NetSlice::Ipv4(ip), IpAddr::V4(to)) => udp4(
+            ip.header().source(),
+            u.source_port(),
+            to.octets(),
+            port,
+            u.payload(),
+        ),
+        (NetSlice::Ipv6(ip), IpAddr::V6(to)) => udp6(
+            ip.header().source(),
+            u.source_port(),
+            to.octets(),
+            port,
+            u.payload(),
+        ),
+        _ => panic!("steered to another family"),
+    }
+}
 
 /// One row.
 pub struct Fixture {
@@ -62,6 +94,10 @@ pub struct Prior {
     pub force_rport: Vec<(IpAddr, u8)>,
     /// Rx queues of the outside interface with a daemon (AF_XDP) socket in XSKS.
     pub sockets: Vec<u32>,
+    /// `TAG_KEYS` (keys and age limits); `None`: as loaded, no key (every tag invalid).
+    /// The runners check tags against their real TAI clock (`keys::tai_now_s`), so rows
+    /// make their tags relative to it when the table is built.
+    pub tag_keys: Option<TagKeys>,
 }
 
 /// Expected output frame.
@@ -71,6 +107,14 @@ pub enum Out {
     Same,
     /// Exactly this frame (e.g. a response steered: new destination, checksums valid).
     Frame(Vec<u8>),
+    /// A steered response. The kernel program hands the decision to TC: the frame leaves
+    /// XDP unchanged behind its [`rport_common::SteerMeta`] (`with_meta`: metadata bytes,
+    /// then the frame). A datapath without metadata room (a driver without it, and the
+    /// host model, which has no TC program) steers in XDP instead: `in_xdp` is the frame
+    /// with the new destination and valid checksums, and the frame also counts
+    /// `steer_in_xdp` ([`Datapath::steers_in_xdp`]). Both are the same decision; that TC
+    /// applies it right is proven on the wire by tests/tests/steer_csum.rs.
+    HandedToTc { with_meta: Vec<u8>, in_xdp: Vec<u8> },
 }
 
 /// Expected binding.
@@ -94,6 +138,9 @@ pub struct Seen<'a> {
     pub keys_before: &'a [u64],
     /// Every binding after it.
     pub bindings: &'a [(u64, Binding)],
+    /// The datapath steers in XDP what the kernel program hands to TC
+    /// ([`Datapath::steers_in_xdp`]).
+    pub steers_in_xdp: bool,
 }
 
 /// A datapath a runner puts the table through.
@@ -108,6 +155,11 @@ pub trait Datapath {
     fn counters(&mut self) -> Result<Vec<u64>>;
     /// Every binding, with its key.
     fn bindings(&mut self) -> Result<Vec<(u64, Binding)>>;
+    /// True for a datapath that steers a response in XDP itself, where the kernel program
+    /// hands it to TC ([`Out::HandedToTc`]): the host model.
+    fn steers_in_xdp(&self) -> bool {
+        false
+    }
 }
 
 /// Runs every row of `table` on `dp`: one failure text per failed row.
@@ -129,12 +181,97 @@ pub fn run_table(dp: &mut impl Datapath, table: &[Fixture]) -> Result<Vec<String
             counters: &deltas,
             keys_before: &keys_before,
             bindings: &dp.bindings()?,
+            steers_in_xdp: dp.steers_in_xdp(),
         });
         if !errs.is_empty() {
             failures.push(format!("{}:\n    {}", f.name, errs.join("\n    ")));
         }
     }
     Ok(failures)
+}
+
+/// What one row's frame did on a datapath, for comparing two datapaths directly: the
+/// verdict, the output frame, the counter deltas, and the bindings it left new or changed
+/// (timestamps and ingress ifindex zeroed: those are the runner's clock and devices).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Observed {
+    pub verdict: u32,
+    pub out: Vec<u8>,
+    pub counters: Vec<u64>,
+    pub bindings: Vec<(u64, Binding)>,
+}
+
+/// Runs every row of `table` on `dp` as [`run_table`] does, and returns what each did.
+pub fn observe(dp: &mut impl Datapath, table: &[Fixture]) -> Result<Vec<Observed>> {
+    let norm = |mut b: Binding| {
+        b.first_seen_ns = 0;
+        b.last_seen_ns = 0;
+        b.ifindex = 0;
+        b
+    };
+    let mut all = Vec::new();
+    for f in table {
+        dp.reset(&f.prior)?;
+        for r in &f.prior.requests {
+            dp.run(r, role::OUTSIDE, 0)?;
+        }
+        let before: Vec<(u64, Binding)> = dp
+            .bindings()?
+            .into_iter()
+            .map(|(k, b)| (k, norm(b)))
+            .collect();
+        let c0 = dp.counters()?;
+        let (verdict, out) = dp.run(&f.frame, f.role, f.rx_queue)?;
+        let c1 = dp.counters()?;
+        let mut bindings: Vec<(u64, Binding)> = dp
+            .bindings()?
+            .into_iter()
+            .map(|(k, b)| (k, norm(b)))
+            .filter(|kb| !before.contains(kb))
+            .collect();
+        bindings.sort_by_key(|(k, _)| *k);
+        all.push(Observed {
+            verdict,
+            out,
+            counters: c1.iter().zip(&c0).map(|(a, b)| a - b).collect(),
+            bindings,
+        });
+    }
+    Ok(all)
+}
+
+/// Every difference between what two datapaths did with `table`'s rows, one line each,
+/// beyond the one by construction: a row handed to TC by `a` (the kernel) and steered in
+/// XDP by `b` (the host model) differs in its output frame (each checked against the row
+/// by [`run_table`]) and in `steer_in_xdp`.
+pub fn differences(table: &[Fixture], a: &[Observed], b: &[Observed]) -> Vec<String> {
+    let mut d = Vec::new();
+    for ((f, x), y) in table.iter().zip(a).zip(b) {
+        let mut yc = y.counters.clone();
+        let tc = matches!(f.out, Out::HandedToTc { .. });
+        if tc {
+            yc[Counter::SteerInXdp as usize] = yc[Counter::SteerInXdp as usize].saturating_sub(1);
+        }
+        if x.verdict != y.verdict {
+            d.push(format!(
+                "{}: verdict {} vs {}",
+                f.name, x.verdict, y.verdict
+            ));
+        }
+        if x.counters != yc {
+            d.push(format!("{}: counters {:?} vs {:?}", f.name, x.counters, yc));
+        }
+        if !tc && x.out != y.out {
+            d.push(format!("{}: output frames differ", f.name));
+        }
+        if x.bindings != y.bindings {
+            d.push(format!(
+                "{}: bindings {:?} vs {:?}",
+                f.name, x.bindings, y.bindings
+            ));
+        }
+    }
+    d
 }
 
 /// Panics with every failure, or prints the row count.
@@ -166,7 +303,11 @@ impl Fixture {
         if seen.verdict != self.verdict {
             errs.push(format!("verdict {} want {}", seen.verdict, self.verdict));
         }
-        let want = tally(&self.counters);
+        let mut want = tally(&self.counters);
+        let tc = matches!(self.out, Out::HandedToTc { .. });
+        if tc && seen.steers_in_xdp {
+            want[Counter::SteerInXdp as usize] += 1;
+        }
         for (i, c) in Counter::ALL.iter().enumerate() {
             let d = seen.counters.get(i).copied().unwrap_or(0);
             if d != want[i] {
@@ -199,6 +340,8 @@ impl Fixture {
         let want = match &self.out {
             Out::Same => &self.frame,
             Out::Frame(f) => f,
+            Out::HandedToTc { in_xdp, .. } if seen.steers_in_xdp => in_xdp,
+            Out::HandedToTc { with_meta, .. } => with_meta,
         };
         if seen.out != want.as_slice() {
             let at = seen
@@ -213,6 +356,8 @@ impl Fixture {
                 match self.out {
                     Out::Same => "input",
                     Out::Frame(_) => "expected frame",
+                    Out::HandedToTc { .. } if seen.steers_in_xdp => "frame steered in XDP",
+                    Out::HandedToTc { .. } => "frame with TC metadata",
                 },
                 want.len()
             ));
@@ -301,14 +446,10 @@ impl Fixture {
         self.verdict = v;
         self
     }
-    fn out(mut self, f: Vec<u8>) -> Self {
-        self.out = Out::Frame(f);
-        self
-    }
     /// Steered: the frame leaves unchanged, with the decision for the TC program in its
     /// XDP metadata ([`rport_common::SteerMeta`]; TC rewrites with the kernel's checksum
     /// helpers, proven on the wire by tests/tests/steer_csum.rs).
-    fn handed_to_tc(self, to: IpAddr, port: u16) -> Self {
+    fn handed_to_tc(mut self, to: IpAddr, port: u16) -> Self {
         let ipv6 = to.is_ipv6();
         let m = rport_common::SteerMeta {
             magic: rport_common::SteerMeta::MAGIC,
@@ -322,9 +463,15 @@ impl Fixture {
         // rport-common); its bytes are what XDP writes into the metadata area.
         let meta: [u8; std::mem::size_of::<rport_common::SteerMeta>()] =
             unsafe { std::mem::transmute(m) };
-        let mut f = meta.to_vec();
-        f.extend_from_slice(&self.frame);
-        self.out(f)
+        let mut with_meta = meta.to_vec();
+        with_meta.extend_from_slice(&self.frame);
+        let in_xdp = resent_to(&self.frame, to, port);
+        self.out = Out::HandedToTc { with_meta, in_xdp };
+        self
+    }
+    fn keys(mut self, k: TagKeys) -> Self {
+        self.prior.tag_keys = Some(k);
+        self
     }
     fn bench(mut self, label: &'static str) -> Self {
         self.bench = Some(label);
@@ -744,9 +891,142 @@ pub fn table() -> Vec<Fixture> {
             &[Packets, SipResponses, ResponseNoBinding],
             None,
         )
-        .inside(),
+        .inside()
+        .bench("200 OK to the private sent-by, no binding, no tag (not steered)"),
     );
+    tag_rows(&mut t);
     t
+}
+
+/// The fixture tables' tag key (id 1), and a key some other gateway has (the same id).
+const TAG_KEY: [u8; 16] = [0x5a; 16];
+const OTHER_KEY: [u8; 16] = [0xa5; 16];
+
+/// `TAG_KEYS` with [`TAG_KEY`] current (id 1) and the default age limits.
+pub fn tag_keys() -> TagKeys {
+    use rport_common::tag::{TagConf, TagKey};
+    let mut k = TagKeys {
+        conf: TagConf::DEFAULT,
+        current: 1,
+        ..TagKeys::default()
+    };
+    k.slots[1] = TagKey {
+        key: TAG_KEY,
+        created_tai_s: 0,
+        id: 1,
+        valid: 1,
+        _pad: [0; 6],
+    };
+    k
+}
+
+/// The `rptag` value rport's daemon would put in a request to `server` from the NAT
+/// mapping, under `key` (id 1), of `kind`, made `age_s` seconds before now (TAI, the
+/// clock both the kernel and the host runner check against).
+fn tag(key: &[u8; 16], kind: u8, server: ([u8; 4], u16), age_s: u64) -> String {
+    use rport_common::tag::{self, Tag};
+    let made = rport_userspace::datapath::keys::tai_now_s() - age_s;
+    let t = Tag::new(1, kind, v4m(NAT_V4), NAT_PORT, made).sign(key, &v4m(server.0), server.1, 0);
+    String::from_utf8(tag::encode(&t).as_bytes().to_vec()).expect("hex")
+}
+
+/// A legacy server's 200 OK toward the phone's private sent-by, whose top Via carries
+/// `rptag`: steered by the tag alone when it is good (no row here leaves a binding, so
+/// without the tag check every one of them would count `response_no_binding`).
+fn tagged_resp(from: [u8; 4], rptag: &str) -> Vec<u8> {
+    let via = format!(
+        "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-t;received=203.0.113.1;rport=32415;rptag={rptag}"
+    );
+    udp4(from, 5060, PHONE_V4, 5060, &ok_response(&via))
+}
+
+/// Every outcome of a response's tag. Each row but the first would be steered (toward
+/// the NAT mapping its tag names) if the check that refuses it were gone, and the first
+/// would count `response_no_binding` (no request ran before it) without the tag path: so
+/// a row fails when its check is removed.
+fn tag_rows(t: &mut Vec<Fixture>) {
+    use rport_common::tag::{KIND_CONTACT, KIND_VIA};
+    let server = (SERVER_V4, 5060);
+    let good = tag(&TAG_KEY, KIND_VIA, server, 10);
+    let refused = |c: Counter| vec![Packets, SipResponses, c];
+    t.push(
+        row(
+            "tag steers a response with no binding (stateless)",
+            tagged_resp(SERVER_V4, &good),
+            &[Packets, SipResponses, ResponseSteered, TagSteered],
+            None,
+        )
+        .inside()
+        .keys(tag_keys())
+        .handed_to_tc(IpAddr::V4(NAT_V4.into()), NAT_PORT)
+        .bench("200 OK to the private sent-by (steered by its tag, no binding)"),
+    );
+    // One MAC digit changed (the last: the MAC is the tag's tail).
+    let mut forged = good.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).expect("hex");
+    t.push(
+        row(
+            "tag with a forged MAC: refused",
+            tagged_resp(SERVER_V4, &forged),
+            &refused(TagInvalid),
+            None,
+        )
+        .inside()
+        .keys(tag_keys())
+        .bench("200 OK with a forged tag (MAC checked, refused)"),
+    );
+    t.push(
+        row(
+            "tag made under another gateway's key (same key id): refused",
+            tagged_resp(SERVER_V4, &tag(&OTHER_KEY, KIND_VIA, server, 10)),
+            &refused(TagInvalid),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
+    // 400 s: past the Via limit (300 s) by more than one 16-second step.
+    t.push(
+        row(
+            "tag older than its age limit: refused as expired",
+            tagged_resp(SERVER_V4, &tag(&TAG_KEY, KIND_VIA, server, 400)),
+            &refused(TagExpired),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
+    t.push(
+        row(
+            "tag made for another server than the response's source: refused",
+            tagged_resp([198, 51, 100, 99], &good),
+            &refused(TagInvalid),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
+    t.push(
+        row(
+            "good tag in a response on an outside interface: never steered (anti-reflection)",
+            tagged_resp(SERVER_V4, &good),
+            &refused(ResponseNotFromInside),
+            None,
+        )
+        .keys(tag_keys()),
+    );
+    t.push(
+        row(
+            "Contact-kind tag in a Via: refused",
+            tagged_resp(SERVER_V4, &tag(&TAG_KEY, KIND_CONTACT, server, 10)),
+            &refused(TagInvalid),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
 }
 
 #[cfg(test)]

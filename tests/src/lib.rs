@@ -2,6 +2,7 @@
 //! BPF_PROG_TEST_RUN, network namespaces.
 pub mod capture;
 pub mod fixtures;
+pub mod host;
 pub mod load;
 pub mod ns;
 pub mod packets;

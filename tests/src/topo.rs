@@ -25,6 +25,11 @@ pub const SERVER: &str = "198.51.100.10";
 pub const GW_OUTSIDE: &str = "gw-out";
 pub const GW_INSIDE: &str = "gw-in";
 
+/// An attacker on the outside ([`NatTopology::attacker`]), and the gateway's interface
+/// toward it.
+pub const ATTACKER: &str = "203.0.113.66";
+pub const GW_ATTACKER_IF: &str = "gw-atk";
+
 /// The gateway's address on the servers' side.
 pub const GW_INSIDE_ADDR: &str = "198.51.100.1";
 
@@ -124,6 +129,36 @@ impl NatTopology {
             &self.path("rport.log"),
             extra,
         )
+    }
+
+    /// An attacker on the gateway's outside, in a namespace of its own: [`ATTACKER`] on
+    /// `atk0`, wired to the gateway's [`GW_ATTACKER_IF`] (give it to rport as a second
+    /// `--outside`). Host routes both ways (the address is inside the outside segment's
+    /// /24, so the gateway needs the more specific route to reach it on its own link).
+    pub fn attacker(&self) -> Result<Ns> {
+        let a = Ns::new("rpatk")?;
+        veth(&a, "atk0", &self.gw, GW_ATTACKER_IF)?;
+        a.ip(&["addr", "add", &format!("{ATTACKER}/32"), "dev", "atk0"])?;
+        a.ip(&["route", "add", "203.0.113.65/32", "dev", "atk0"])?;
+        a.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "203.0.113.65",
+            "dev",
+            "atk0",
+        ])?;
+        self.gw
+            .ip(&["addr", "add", "203.0.113.65/32", "dev", GW_ATTACKER_IF])?;
+        self.gw.ip(&[
+            "route",
+            "add",
+            &format!("{ATTACKER}/32"),
+            "dev",
+            GW_ATTACKER_IF,
+        ])?;
+        Ok(a)
     }
 
     /// Flushes the NAT's connection tracking: the next packet gets a new public port, as

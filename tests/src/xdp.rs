@@ -105,6 +105,7 @@ impl Datapath for Bed {
         self.h.clear_force_rport()?;
         self.h.remove_sockets()?;
         self.h.add_force_rport(&prior.force_rport)?;
+        self.h.set_tag_keys(&prior.tag_keys.unwrap_or_default())?;
         for q in &prior.sockets {
             self.h.add_socket(self.outside, *q)?;
         }

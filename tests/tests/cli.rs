@@ -59,6 +59,21 @@ fn bad_flags_and_config_give_one_clear_line() {
             "invalid value 'loud' for '--xdp-log",
         ),
         (
+            "run --outside lo --inside x --max-bindings 0",
+            2,
+            "invalid value '0' for '--max-bindings <N>': --max-bindings must be 1..=16777216, not 0",
+        ),
+        (
+            "run --outside lo --inside x --max-bindings 16777217",
+            2,
+            "--max-bindings must be 1..=16777216, not 16777217",
+        ),
+        (
+            "run --outside lo --inside x --max-bindings lots",
+            2,
+            "invalid value 'lots' for '--max-bindings <N>': expected a number 1..=16777216",
+        ),
+        (
             "stats --watch 0",
             1,
             "--watch needs a period of at least 1 second",

@@ -31,9 +31,9 @@ enum Cmd {
     Test,
     /// A phone behind NAT registers through rport to a server that ignores rport.
     Demo,
-    /// Benchmarks (XDP ns/packet, rewrite ns/message, gateways side by side).
+    /// Benchmarks (XDP ns/packet, BINDINGS memory, rewrite ns/message, gateways side by side).
     Bench {
-        /// What to run: all, xdp, rewrite, gateways.
+        /// What to run: all, xdp, bindings, rewrite, gateways.
         #[arg(default_value = "all")]
         what: String,
         /// Short run (CI).
@@ -95,13 +95,16 @@ fn real_main() -> Result<()> {
             run(cargo().args(["run", "--quiet", "-p", "rport-tests", "--bin", "demo"]))
         }
         Cmd::Bench { what, quick } => {
-            if !["all", "xdp", "rewrite", "gateways"].contains(&what.as_str()) {
-                bail!("unknown benchmark {what:?} (all, xdp, rewrite, gateways)");
+            if !["all", "xdp", "bindings", "rewrite", "gateways"].contains(&what.as_str()) {
+                bail!("unknown benchmark {what:?} (all, xdp, bindings, rewrite, gateways)");
             }
             setup()?;
             build(true)?;
             if what == "all" || what == "xdp" {
                 bench_bin("xdp", quick)?;
+            }
+            if what == "all" || what == "bindings" {
+                bench_bin("bindings", quick)?;
             }
             if what == "all" || what == "rewrite" {
                 bench_rewrite(quick)?;

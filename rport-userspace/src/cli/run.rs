@@ -74,16 +74,60 @@ pub struct RunArgs {
     pub xdp_log: loader::XdpLog,
     /// File holding the steering-tag key (32 hex digits, mode 0600): give every gateway of
     /// one deployment the same file and they steer each other's responses. Default: a
-    /// key made at first start and kept in the pinned TAG_KEYS map.
+    /// key made at first start and kept in the pinned TAG_KEYS map. SIGHUP re-reads the
+    /// file: a changed key makes the new tags, the previous one stays accepted for the
+    /// life of its tags.
     #[arg(long, value_name = "PATH")]
     pub tag_key: Option<PathBuf>,
     /// Contacts of clients' requests and 1xx/2xx responses: `alias` puts the client's tag
     /// in them so that incoming calls and in-dialog requests reach it (docs/ARCHITECTURE.md).
     #[arg(long, value_enum, default_value_t = ContactMode::Alias)]
     pub contact: ContactMode,
+    /// Entries of the BINDINGS map (LRU: the least recently used binding goes when it is
+    /// full): about 150 bytes of kernel memory each. A pinned map keeps its size: to
+    /// change it, remove the pin.
+    #[arg(long, value_name = "N", default_value_t = rport_common::MAX_BINDINGS,
+          value_parser = parse_max_bindings)]
+    pub max_bindings: u32,
 }
 
-/// Runs until SIGINT or SIGTERM.
+fn parse_max_bindings(s: &str) -> Result<u32, String> {
+    let n: u32 = s
+        .parse()
+        .map_err(|_| format!("expected a number 1..={}", loader::MAX_BINDINGS_LIMIT))?;
+    loader::check_max_bindings(n).map_err(|e| e.to_string())
+}
+
+/// SIGHUP: the `--tag-key` file read again; a changed key makes the new tags from now on,
+/// the previous one stays accepted for the life of its tags (`keys::overlap_s`). One line
+/// on stderr either way; the key itself is never printed.
+fn reload_key(loaded: &mut loader::Loaded, file: Option<&std::path::Path>) {
+    use crate::datapath::keys;
+    let Some(file) = file else {
+        eprintln!("rport: SIGHUP: no --tag-key file to reload; the tag key is unchanged");
+        return;
+    };
+    match keys::reload(&mut loaded.ebpf, file, &loaded.tag_key) {
+        Ok((k, true, all)) => eprintln!(
+            "rport: SIGHUP: tag key rotated, new tags use key id {}; the previous key stays accepted for {} s",
+            k.id,
+            keys::overlap_s(&all)
+        ),
+        Ok((k, false, _)) => {
+            eprintln!("rport: SIGHUP: tag key file unchanged (key id {})", k.id)
+        }
+        Err(e) => eprintln!("rport: SIGHUP: tag key unchanged: {e:#}"),
+    }
+}
+
+/// Drops the previous tag key once it is due (`keys::retire_if_due`).
+fn retire_previous_key(loaded: &mut loader::Loaded) {
+    if let Err(e) = crate::datapath::keys::retire_if_due(&mut loaded.ebpf) {
+        eprintln!("rport: retiring the previous tag key: {e:#}");
+    }
+}
+
+/// Runs until SIGINT or SIGTERM; SIGHUP reloads the tag key file.
 pub fn run(args: RunArgs) -> Result<()> {
     let force_rport = args
         .force_rport
@@ -104,6 +148,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         xdp_log: args.xdp_log,
         tag_key: args.tag_key,
         contact_alias: args.contact == ContactMode::Alias,
+        max_bindings: args.max_bindings,
     };
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.
@@ -150,9 +195,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        let mut hup = signal(SignalKind::hangup())?;
+        loop {
+            // The previous tag key, once its tags are all past their age, goes: looked at
+            // every minute (a restart, or a rotation by an earlier run, may have left one).
+            retire_previous_key(&mut loaded);
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => reload_key(&mut loaded, cfg.tag_key.as_deref()),
+                _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+            }
         }
         anyhow::Ok(())
     })

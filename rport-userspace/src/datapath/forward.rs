@@ -243,7 +243,7 @@ pub fn start(
             );
             let rules = Rules {
                 force_rport: force,
-                signer: crate::datapath::keys::Signer::new(loaded.tag_key),
+                signer: crate::datapath::keys::Signer::new(loaded.tag_key.clone()),
                 contact_alias: cfg.contact_alias,
             };
             workers.handles.push(

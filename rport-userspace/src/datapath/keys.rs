@@ -14,6 +14,14 @@ use std::{
     path::Path,
 };
 
+use std::{
+    cell::Cell,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
 use anyhow::{Context as _, Result, bail};
 use rport_common::tag::{KEY_SLOTS, TagKey, TagKeys};
 
@@ -231,28 +239,75 @@ pub fn install(ebpf: &mut aya::Ebpf, file: Option<&Path>) -> Result<TagKey> {
         .context("no current tag key after install")
 }
 
-/// Makes the Via tags of one forwarding thread: the current key, and the TAI clock read
-/// once at start and advanced by the batch's `Instant` (no clock read per packet).
-#[derive(Clone)]
+/// The key that makes new tags, shared by the control thread (which rotates it on SIGHUP)
+/// and the forwarding threads (which read it): a generation number they check once per
+/// request (one atomic load) and the key behind a lock taken only when it changed.
+#[derive(Debug)]
+pub struct CurrentKey {
+    generation: AtomicU64,
+    key: Mutex<TagKey>,
+}
+
+impl CurrentKey {
+    pub fn new(key: TagKey) -> Arc<CurrentKey> {
+        Arc::new(CurrentKey {
+            generation: AtomicU64::new(0),
+            key: Mutex::new(key),
+        })
+    }
+
+    /// Makes `key` the one new tags are made with.
+    pub fn set(&self, key: TagKey) {
+        *self.key.lock().unwrap_or_else(|e| e.into_inner()) = key;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// The key and its generation.
+    fn get(&self) -> (u64, TagKey) {
+        let g = self.generation.load(Ordering::Acquire);
+        (g, *self.key.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Makes the Via tags of one forwarding thread: the current key (followed through
+/// [`CurrentKey`]), and the TAI clock read once at start and advanced by the batch's
+/// `Instant` (no clock read per packet).
 pub struct Signer {
-    key: TagKey,
+    shared: Arc<CurrentKey>,
+    /// This thread's copy of the key and the generation it was read at.
+    key: Cell<(u64, TagKey)>,
     base: std::time::Instant,
     base_tai_s: u64,
 }
 
 impl fmt::Debug for Signer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signer").field("key", &self.key).finish()
+        f.debug_struct("Signer")
+            .field("key", &self.key.get().1)
+            .finish()
     }
 }
 
 impl Signer {
-    pub fn new(key: TagKey) -> Signer {
+    pub fn new(shared: Arc<CurrentKey>) -> Signer {
+        let key = Cell::new(shared.get());
         Signer {
+            shared,
             key,
             base: std::time::Instant::now(),
             base_tai_s: tai_now_s(),
         }
+    }
+
+    /// The current key: this thread's copy, read again when a rotation changed it.
+    fn key(&self) -> TagKey {
+        let (g, k) = self.key.get();
+        if self.shared.generation.load(Ordering::Acquire) == g {
+            return k;
+        }
+        let now = self.shared.get();
+        self.key.set(now);
+        now.1
     }
 
     /// The `rptag` value that steers the responses of `server` back to `target` (the
@@ -264,15 +319,14 @@ impl Signer {
         now: std::time::Instant,
     ) -> rport_common::tag::TagBuf {
         use rport_common::{addr_to_16, tag};
+        let key = self.key();
         let tai = self.base_tai_s + now.saturating_duration_since(self.base).as_secs();
-        let t = tag::Tag::new(
-            self.key.id,
-            tag::KIND_VIA,
-            addr_to_16(target.0),
-            target.1,
-            tai,
-        )
-        .sign(&self.key.key, &addr_to_16(server.0), server.1, 0);
+        let t = tag::Tag::new(key.id, tag::KIND_VIA, addr_to_16(target.0), target.1, tai).sign(
+            &key.key,
+            &addr_to_16(server.0),
+            server.1,
+            0,
+        );
         tag::encode(&t)
     }
 
@@ -289,16 +343,83 @@ impl Signer {
         now: std::time::Instant,
     ) -> rport_common::tag::TagBuf {
         use rport_common::{addr_to_16, tag};
+        let key = self.key();
         let tai = self.base_tai_s + now.saturating_duration_since(self.base).as_secs();
         let t = tag::Tag::new(
-            self.key.id,
+            key.id,
             tag::KIND_CONTACT,
             addr_to_16(target.0),
             target.1,
             tai,
         )
-        .sign(&self.key.key, &addr_to_16(server), 0, 0);
+        .sign(&key.key, &addr_to_16(server), 0, 0);
         tag::encode(&t)
+    }
+}
+
+/// How long a previous key stays accepted after a rotation: as long as the longest-lived
+/// tag it made (a Contact tag's age limit) may still be in use, and the clock skew a
+/// gateway that shares the key may have.
+pub fn overlap_s(keys: &TagKeys) -> u64 {
+    keys.conf.max_age_via_s.max(keys.conf.max_age_contact_s) as u64 + keys.conf.max_future_s as u64
+}
+
+/// When (TAI seconds) the previous key may go ([`retire_previous`]): [`overlap_s`] after
+/// the current key was made. `None` when there is no previous key.
+pub fn retire_at(keys: &TagKeys) -> Option<u64> {
+    let cur = keys.current_key()?;
+    let others = keys
+        .slots
+        .iter()
+        .any(|k| k.valid == 1 && k.id as u32 != keys.current);
+    others.then(|| cur.created_tai_s + overlap_s(keys))
+}
+
+/// The pinned `TAG_KEYS` map's value, read and written.
+fn tag_keys_map(
+    ebpf: &mut aya::Ebpf,
+) -> Result<aya::maps::Array<&mut aya::maps::MapData, TagKeys>> {
+    Ok(aya::maps::Array::try_from(
+        ebpf.map_mut(rport_common::maps::TAG_KEYS)
+            .context("TAG_KEYS")?,
+    )?)
+}
+
+/// `rport run`'s SIGHUP: reads the key file again; a changed key is rotated in (the
+/// previous one stays accepted, see [`retire_at`]) and made current for new tags. Returns
+/// the key that makes new tags, whether it changed, and the map value now. A file that
+/// cannot be read changes nothing (the error says why).
+pub fn reload(
+    ebpf: &mut aya::Ebpf,
+    file: &Path,
+    current: &CurrentKey,
+) -> Result<(TagKey, bool, TagKeys)> {
+    let key = load(file)?;
+    let mut m = tag_keys_map(ebpf)?;
+    let old = m.get(&0, 0)?;
+    let new = rotate(&old, &key, tai_now_s());
+    let changed = new != old;
+    if changed {
+        m.set(0, new, 0)?;
+    }
+    let k = *new
+        .current_key()
+        .context("no current tag key after the reload")?;
+    current.set(k);
+    Ok((k, changed, new))
+}
+
+/// Drops the previous key from the pinned map once [`retire_at`] has passed; returns the
+/// next time to look again (`None`: no previous key left).
+pub fn retire_if_due(ebpf: &mut aya::Ebpf) -> Result<Option<u64>> {
+    let mut m = tag_keys_map(ebpf)?;
+    let keys = m.get(&0, 0)?;
+    match retire_at(&keys) {
+        Some(t) if t <= tai_now_s() => {
+            m.set(0, retire_previous(&keys), 0)?;
+            Ok(None)
+        }
+        other => Ok(other),
     }
 }
 
@@ -567,6 +688,75 @@ mod tests {
         assert_eq!(check(&retire_previous(&b)), TagCheck::UnknownKey);
     }
 
+    /// A forwarding thread's signer follows a rotation: its next tag names the new key id
+    /// (and verifies under the new map value), while a tag it made before still verifies.
+    #[test]
+    fn signer_follows_a_rotation_and_old_tags_stay_valid() {
+        let server = ("198.51.100.10".parse().unwrap(), 5060);
+        let target = ("203.0.113.7".parse().unwrap(), 32415);
+        let keys_a = rotate(
+            &TagKeys {
+                conf: TagConf::DEFAULT,
+                ..TagKeys::default()
+            },
+            &Key::from_bytes(K1),
+            tai_now_s(),
+        );
+        let shared = CurrentKey::new(*keys_a.current_key().unwrap());
+        let signer = Signer::new(shared.clone());
+        let now = std::time::Instant::now();
+        let decode = |b: &rport_common::tag::TagBuf| tag::decode(b.as_bytes()).unwrap();
+        let old = decode(&signer.via_tag(target, server, now));
+        // The rotation `reload` makes on SIGHUP after the key file changed.
+        let keys_b = rotate(&keys_a, &Key::from_bytes(K2), tai_now_s());
+        shared.set(*keys_b.current_key().unwrap());
+        let new = decode(&signer.via_tag(target, server, now));
+        assert_eq!(old.key_id, keys_a.current as u8);
+        assert_eq!(new.key_id, keys_b.current as u8);
+        assert_ne!(old.key_id, new.key_id);
+        let check = |k: &TagKeys, t: &tag::Tag| {
+            tag::verify(
+                k,
+                t,
+                &rport_common::addr_to_16(server.0),
+                server.1,
+                0,
+                tai_now_s(),
+                k.conf.max_age_via_s,
+                k.conf.max_future_s,
+            )
+        };
+        assert_eq!(
+            check(&keys_b, &old),
+            TagCheck::Valid,
+            "old tag after rotation"
+        );
+        assert_eq!(check(&keys_b, &new), TagCheck::Valid);
+        assert_eq!(check(&keys_a, &new), TagCheck::UnknownKey);
+        // Once retired, only the new key's tags steer.
+        let keys_c = retire_previous(&keys_b);
+        assert_eq!(check(&keys_c, &old), TagCheck::UnknownKey);
+        assert_eq!(check(&keys_c, &new), TagCheck::Valid);
+    }
+
+    #[test]
+    fn the_previous_key_retires_after_the_longest_tag_life() {
+        let a = rotate(
+            &TagKeys {
+                conf: TagConf::DEFAULT,
+                ..TagKeys::default()
+            },
+            &Key::from_bytes(K1),
+            1000,
+        );
+        assert_eq!(retire_at(&a), None, "one key: nothing to retire");
+        let b = rotate(&a, &Key::from_bytes(K2), 5000);
+        // Contact tags live longest (a day), plus the clock skew allowed (60 s).
+        assert_eq!(overlap_s(&b), 86_460);
+        assert_eq!(retire_at(&b), Some(5000 + 86_460));
+        assert_eq!(retire_at(&retire_previous(&b)), None);
+    }
+
     #[test]
     fn contact_tags_verify_for_their_server_address_only_and_as_contact_tags() {
         let keys = rotate(
@@ -577,7 +767,7 @@ mod tests {
             &Key::from_bytes(K1),
             100,
         );
-        let signer = Signer::new(*keys.current_key().unwrap());
+        let signer = Signer::new(CurrentKey::new(*keys.current_key().unwrap()));
         let server: std::net::IpAddr = "198.51.100.10".parse().unwrap();
         for target in ["203.0.113.7:32415", "[2001:db8:1::60]:5062"] {
             let target: std::net::SocketAddr = target.parse().unwrap();

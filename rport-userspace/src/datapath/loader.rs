@@ -35,6 +35,39 @@ pub struct LoadConfig {
     /// responses (`--contact alias`, the default), so that a server's requests toward the
     /// client are steered to its NAT mapping.
     pub contact_alias: bool,
+    /// Entries of the BINDINGS map (`--max-bindings`), checked by [`check_max_bindings`].
+    pub max_bindings: u32,
+}
+
+/// Largest `--max-bindings`: 2^24 entries, about 3.4 GB of kernel memory (see
+/// docs/ARCHITECTURE.md, "Memory"); past it a typo (an extra zero) would pin gigabytes.
+pub const MAX_BINDINGS_LIMIT: u32 = 1 << 24;
+
+/// `n` as a BINDINGS size, or why not.
+pub fn check_max_bindings(n: u32) -> Result<u32> {
+    if n == 0 || n > MAX_BINDINGS_LIMIT {
+        bail!("--max-bindings must be 1..={MAX_BINDINGS_LIMIT}, not {n}");
+    }
+    Ok(n)
+}
+
+/// A BINDINGS map pinned by an earlier run keeps its size (aya reuses the pin as it is): a
+/// run that asks for another size is refused rather than left with the old one unsaid.
+fn check_pinned_size(pin: &Path, want: u32) -> Result<()> {
+    let Ok(info) = aya::maps::MapInfo::from_pin(pin) else {
+        return Ok(());
+    };
+    let have = info.max_entries();
+    if have != want {
+        bail!(
+            "the pinned BINDINGS map {} holds {have} entries, --max-bindings asks for {want}: \
+             run with --max-bindings {have}, or remove the pin (rm {}; its bindings are lost, \
+             responses with a valid tag are still steered) and start again",
+            pin.display(),
+            pin.display()
+        );
+    }
+    Ok(())
 }
 
 /// The XDP program's log level (aya-log). Levels below the chosen one are dead code to the
@@ -114,7 +147,7 @@ pub struct Loaded {
     pub ebpf: Ebpf,
     pub ifaces: Vec<Iface>,
     /// The key that signs the steering tags the rewrite adds (never logged).
-    pub tag_key: rport_common::tag::TagKey,
+    pub tag_key: std::sync::Arc<crate::datapath::keys::CurrentKey>,
 }
 
 /// Interface index, or a clear error.
@@ -220,13 +253,16 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
             });
         }
     }
+    let max_bindings = check_max_bindings(cfg.max_bindings)?;
     ensure_pin_dir(&cfg.pin_dir)?;
     let bindings_pin = cfg.pin_dir.join(maps::BINDINGS);
+    check_pinned_size(&bindings_pin, max_bindings)?;
     let counters_pin = cfg.pin_dir.join(maps::COUNTERS);
     let keys_pin = cfg.pin_dir.join(maps::TAG_KEYS);
     let level = cfg.xdp_log.level();
     let mut ebpf = EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
+        .map_max_entries(maps::BINDINGS, max_bindings)
         .map_pin_path(maps::BINDINGS, bindings_pin.as_path())
         .map_pin_path(maps::COUNTERS, counters_pin.as_path())
         .map_pin_path(maps::TAG_KEYS, keys_pin.as_path())
@@ -277,7 +313,7 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     Ok(Loaded {
         ebpf,
         ifaces,
-        tag_key,
+        tag_key: crate::datapath::keys::CurrentKey::new(tag_key),
     })
 }
 

@@ -10,7 +10,7 @@
 //! (`ctx_in`), as a NIC would deliver it.
 use std::{
     net::IpAddr,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
 use anyhow::{Context as _, Result, bail};
@@ -107,9 +107,17 @@ impl XdpHarness {
 
     /// Loads the program with the given aya-log level.
     pub fn load_with_log(log: crate::datapath::loader::XdpLog) -> Result<Self> {
+        Self::load_sized(log, rport_common::MAX_BINDINGS)
+    }
+
+    /// Loads the program with the given aya-log level and a BINDINGS map of
+    /// `max_bindings` entries (`rport run --max-bindings`).
+    pub fn load_sized(log: crate::datapath::loader::XdpLog, max_bindings: u32) -> Result<Self> {
         let level = log.level();
+        let max_bindings = loader::check_max_bindings(max_bindings)?;
         let mut ebpf = aya::EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
+            .map_max_entries(maps::BINDINGS, max_bindings)
             .load(crate::XDP_OBJECT)
             .context("loading the XDP object")?;
         let prog: &mut Xdp = ebpf
@@ -283,6 +291,44 @@ impl XdpHarness {
         let m: HashMap<&MapData, u64, Binding> =
             HashMap::try_from(self.ebpf.map(maps::BINDINGS).context("BINDINGS missing")?)?;
         Ok(m.iter().collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces the `TAG_KEYS` value (the keys and age limits tags are checked against).
+    pub fn set_tag_keys(&mut self, keys: &rport_common::tag::TagKeys) -> Result<()> {
+        let mut m: aya::maps::Array<&mut MapData, rport_common::tag::TagKeys> =
+            aya::maps::Array::try_from(self.map_mut(maps::TAG_KEYS)?)?;
+        m.set(0, *keys, 0).context("setting TAG_KEYS")?;
+        Ok(())
+    }
+
+    /// Writes `n` bindings from userspace (keys 1..=n, each a copy of `b`), as many
+    /// requests with distinct branches would: to measure a full map.
+    pub fn fill_bindings(&mut self, n: u32, b: &Binding) -> Result<()> {
+        let mut m: HashMap<&mut MapData, u64, Binding> =
+            HashMap::try_from(self.map_mut(maps::BINDINGS)?)?;
+        for k in 1..=n as u64 {
+            m.insert(k, b, 0)
+                .with_context(|| format!("binding {k} of {n}"))?;
+        }
+        Ok(())
+    }
+
+    /// The BINDINGS map's `memlock:` in /proc/self/fdinfo (bytes of kernel memory the
+    /// kernel charges for it) and its entry count (`max_entries:`).
+    pub fn bindings_memlock(&self) -> Result<(u64, u32)> {
+        let Some(aya::maps::Map::LruHashMap(m)) = self.ebpf.map(maps::BINDINGS) else {
+            bail!("BINDINGS missing, or not an LRU hash map");
+        };
+        let fd = m.fd();
+        let text =
+            std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_fd().as_raw_fd()))?;
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .with_context(|| format!("no {name} in the map's fdinfo"))
+        };
+        Ok((field("memlock:")?, field("max_entries:")? as u32))
     }
 
     /// Removes every binding.

@@ -429,11 +429,13 @@ pub fn run_cli(source: SocketAddr, server: IpAddr, force_rport: bool) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    let signer = crate::datapath::keys::Signer::new(rport_common::tag::TagKey {
-        key: *key.bytes(),
-        valid: 1,
-        ..Default::default()
-    });
+    let signer = crate::datapath::keys::Signer::new(crate::datapath::keys::CurrentKey::new(
+        rport_common::tag::TagKey {
+            key: *key.bytes(),
+            valid: 1,
+            ..Default::default()
+        },
+    ));
     let tag = signer.contact_tag(
         (source.ip(), source.port()),
         server,

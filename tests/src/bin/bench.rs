@@ -40,9 +40,11 @@ fn main() -> Result<()> {
     match what {
         "all" => {
             xdp(quick)?;
+            bindings()?;
             gateways(quick)
         }
         "xdp" => xdp(quick),
+        "bindings" => bindings(),
         "gateways" => gateways(quick),
         "gen" => gen_cmd(&args),
         "probe" => probe(&args[1..]),
@@ -50,7 +52,7 @@ fn main() -> Result<()> {
             let listen: SocketAddrV4 = args.get(1).context("respond LISTEN")?.parse()?;
             load::respond(listen, false)
         }
-        other => bail!("unknown benchmark {other:?} (all, xdp, gateways)"),
+        other => bail!("unknown benchmark {other:?} (all, xdp, bindings, gateways)"),
     }
 }
 
@@ -69,6 +71,93 @@ fn gen_cmd(a: &[String]) -> Result<()> {
         Duration::from_millis(300),
     )?;
     println!("{}", r.to_json());
+    Ok(())
+}
+
+/// VmRSS of this process, in KiB.
+fn rss_kib() -> Result<u64> {
+    let s = std::fs::read_to_string("/proc/self/status")?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS in /proc/self/status")
+}
+
+/// `bindings`: what a BINDINGS map of `--max-bindings` entries costs. Loads the program with
+/// the default size and with 1,000,000 entries (as `rport run --max-bindings` sizes it),
+/// fills every entry from userspace (map updates, as many requests with fresh branches
+/// would), and prints the map's `memlock:` (the kernel memory charged for it, from
+/// /proc/self/fdinfo) and the RSS of the process that holds it. The map is kernel memory
+/// and an LRU hash preallocates every entry, so memlock is the same empty or full, and the
+/// RSS (userspace) does not grow with it. About 3 s in all, so `--quick` runs it whole.
+fn bindings() -> Result<()> {
+    if !can_load_bpf("bench bindings") {
+        return Ok(());
+    }
+    let b = rport_common::Binding {
+        src_addr: rport_common::addr_to_16(Ipv4Addr::new(203, 0, 113, 1).into()),
+        dst_addr: rport_common::addr_to_16(Ipv4Addr::new(198, 51, 100, 10).into()),
+        first_seen_ns: 1,
+        last_seen_ns: 1,
+        src_port: 32415,
+        dst_port: 5060,
+        sent_by_port: 5060,
+        requests: 1,
+        ..Default::default()
+    };
+    let mut rows = Vec::new();
+    for size in [rport_common::MAX_BINDINGS, 1_000_000] {
+        let fill = size;
+        let mut h = XdpHarness::load_sized(rport_userspace::datapath::loader::XdpLog::Off, size)?;
+        let rss_before = rss_kib()?;
+        let (memlock_empty, entries) = h.bindings_memlock()?;
+        anyhow::ensure!(
+            entries == size,
+            "BINDINGS has {entries} entries, asked {size}"
+        );
+        let t = Instant::now();
+        h.fill_bindings(fill, &b)?;
+        let fill_s = t.elapsed().as_secs_f64();
+        let (memlock, _) = h.bindings_memlock()?;
+        let rss_after = rss_kib()?;
+        rows.push((
+            size,
+            fill,
+            memlock_empty,
+            memlock,
+            rss_before,
+            rss_after,
+            fill_s,
+        ));
+    }
+    println!("\n### BINDINGS map size (`rport run --max-bindings`)\n");
+    println!(
+        "| --max-bindings | filled | map memlock empty (MiB) | memlock full (MiB) | bytes per binding | process RSS loaded / filled (MiB) | fill time (s) |\n|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    for (size, fill, empty, full, before, after, s) in &rows {
+        println!(
+            "| {size} | {fill} | {:.1} | {:.1} | {} | {:.1} / {:.1} | {s:.2} |",
+            mib(*empty),
+            mib(*full),
+            full / *size as u64,
+            *before as f64 / 1024.0,
+            *after as f64 / 1024.0
+        );
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let json = serde_json::json!({
+        "rows": rows.iter().map(|(size, fill, empty, full, before, after, s)| serde_json::json!({
+            "max_bindings": size, "filled": fill, "memlock_empty_bytes": empty,
+            "memlock_full_bytes": full, "bytes_per_binding": full / *size as u64,
+            "rss_before_kib": before, "rss_after_kib": after, "fill_s": s,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        dir.join("bindings.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
     Ok(())
 }
 
