@@ -895,6 +895,7 @@ pub fn table() -> Vec<Fixture> {
         .bench("200 OK to the private sent-by, no binding, no tag (not steered)"),
     );
     tag_rows(&mut t);
+    contact_rows(&mut t);
     t
 }
 
@@ -1027,6 +1028,176 @@ fn tag_rows(t: &mut Vec<Fixture>) {
         .inside()
         .keys(tag_keys()),
     );
+}
+
+/// A Contact tag toward the NAT mapping for requests from `server` (any of its ports),
+/// of `kind`, made `age_s` seconds ago (see [`tag`]).
+fn contact_tag(key: &[u8; 16], kind: u8, server: [u8; 4], age_s: u64) -> String {
+    use rport_common::tag::{self, Tag};
+    let made = rport_userspace::datapath::keys::tai_now_s() - age_s;
+    let t = Tag::new(1, kind, v4m(NAT_V4), NAT_PORT, made).sign(key, &v4m(server), 0, 0);
+    String::from_utf8(tag::encode(&t).as_bytes().to_vec()).expect("hex")
+}
+
+/// A PBX's INVITE to the Contact a phone registered through rport (its tag in the
+/// Request-URI), from `from`:5080 (not the port the REGISTER went to: a Contact tag binds
+/// the server's address only) to `to`.
+fn tagged_invite(from: [u8; 4], to: ([u8; 4], u16), rptag: &str) -> Vec<u8> {
+    tagged_invite_from(from, 5080, to, rptag)
+}
+
+/// [`tagged_invite`] from port `sport`.
+fn tagged_invite_from(from: [u8; 4], sport: u16, to: ([u8; 4], u16), rptag: &str) -> Vec<u8> {
+    let m = format!(
+        "INVITE sip:100@192.168.1.50:5060;rptag={rptag} SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.10:5080;branch=z9hG4bK-pbx1\r\nMax-Forwards: 70\r\nFrom: <sip:caller@198.51.100.10>;tag=9\r\nTo: <sip:100@198.51.100.10>\r\nCall-ID: in-1@198.51.100.10\r\nCSeq: 1 INVITE\r\nContact: <sip:pbx@198.51.100.10:5080>\r\nContent-Length: 0\r\n\r\n"
+    );
+    udp4(from, sport, to.0, to.1, m.as_bytes())
+}
+
+/// Requests toward a client (issue 11): every outcome of a Request-URI's Contact tag, and
+/// a client's answer with a Contact. Each refused row would be steered if its check were
+/// gone; the steered one would count `request_from_inside` without the Contact tag path.
+fn contact_rows(t: &mut Vec<Fixture>) {
+    use rport_common::tag::{KIND_CONTACT, KIND_VIA};
+    let good = contact_tag(&TAG_KEY, KIND_CONTACT, SERVER_V4, 3000);
+    let phone = (PHONE_V4, 5060);
+    let refused = |c: Counter| vec![Packets, SipRequests, c];
+    t.push(
+        row(
+            "INVITE from inside to a Contact rport tagged: steered to the NAT mapping (stateless)",
+            tagged_invite(SERVER_V4, phone, &good),
+            &[Packets, SipRequests, RequestSteered],
+            None,
+        )
+        .inside()
+        .keys(tag_keys())
+        .handed_to_tc(IpAddr::V4(NAT_V4.into()), NAT_PORT)
+        .bench("INVITE from inside to a tagged Contact (steered by its Contact tag)"),
+    );
+    let mut forged = good.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'0' { b'1' } else { b'0' };
+    let forged = String::from_utf8(forged).expect("hex");
+    t.push(
+        row(
+            "INVITE from inside with a forged Contact tag: refused",
+            tagged_invite(SERVER_V4, phone, &forged),
+            &refused(RequestTagInvalid),
+            None,
+        )
+        .inside()
+        .keys(tag_keys())
+        .bench("INVITE from inside with a forged Contact tag (MAC checked, refused)"),
+    );
+    t.push(
+        row(
+            "INVITE from inside with a Contact tag of another gateway's key: refused",
+            tagged_invite(
+                SERVER_V4,
+                phone,
+                &contact_tag(&OTHER_KEY, KIND_CONTACT, SERVER_V4, 10),
+            ),
+            &refused(RequestTagInvalid),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
+    // 90,000 s: past the Contact limit (a day).
+    t.push(
+        row(
+            "INVITE from inside with a Contact tag older than a day: refused as expired",
+            tagged_invite(
+                SERVER_V4,
+                phone,
+                &contact_tag(&TAG_KEY, KIND_CONTACT, SERVER_V4, 90_000),
+            ),
+            &refused(RequestTagExpired),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
+    t.push(
+        row(
+            "INVITE from another server than the Contact tag was made for: refused",
+            tagged_invite([198, 51, 100, 99], phone, &good),
+            &refused(RequestTagInvalid),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
+    t.push(
+        row(
+            "a Via tag in a Request-URI: refused (a Via tag steers only its responses)",
+            tagged_invite(
+                SERVER_V4,
+                phone,
+                &tag(&TAG_KEY, KIND_VIA, (SERVER_V4, 5080), 10),
+            ),
+            &refused(RequestTagInvalid),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
+    t.push(
+        row(
+            "INVITE from inside already sent to the NAT mapping (server handles NAT): passed",
+            // From the PBX's SIP port: to the mapping's port, only the source says SIP.
+            tagged_invite_from(SERVER_V4, 5060, (NAT_V4, NAT_PORT), &good),
+            &refused(RequestAlreadyCorrect),
+            None,
+        )
+        .inside()
+        .keys(tag_keys()),
+    );
+    // A Contact tag on an outside interface: a request toward a server, whose Request-URI
+    // rport never reads (the client's Contact goes to the daemon, which tags it anew).
+    t.push(
+        row(
+            "Contact tag in a request from outside: not steered, to the daemon for its Contact",
+            tagged_invite(NAT_V4, (SERVER_V4, 5060), &good),
+            &[
+                Packets,
+                SipRequests,
+                NoRport,
+                SentByDiffers,
+                BindingRecorded,
+                BindingNew,
+                UserspaceUnavailable,
+            ],
+            Some(ExpectBinding {
+                key: key("z9hG4bK-pbx1"),
+                src: v4m(NAT_V4),
+                sport: 5080,
+                flags: F::MAGIC_COOKIE | F::SENT_BY_DIFFERS,
+                vlan: (0, 0),
+                requests: 1,
+            }),
+        )
+        .keys(tag_keys()),
+    );
+    // The phone's 200 to the PBX's INVITE, from its NAT mapping's port: its Contact goes
+    // to the daemon (then the ACK and BYE come back with the tag).
+    let ok = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 198.51.100.10;branch=z9hG4bK-pbx1\r\nFrom: <sip:caller@198.51.100.10>;tag=9\r\nTo: <sip:100@198.51.100.10>;tag=p1\r\nCall-ID: in-1@198.51.100.10\r\nCSeq: 1 INVITE\r\nContact: <sip:100@192.168.1.50:5060>\r\nContent-Length: 0\r\n\r\n";
+    t.push(
+        row(
+            "a phone's 200 with its Contact, from outside: to the daemon",
+            udp4(NAT_V4, NAT_PORT, SERVER_V4, 5060, ok.as_bytes()),
+            &[Packets, SipResponses, ResponseContact],
+            None,
+        )
+        .socket(0)
+        .verdict(XDP_REDIRECT),
+    );
+    t.push(row(
+        "a phone's 200 with its Contact, no daemon: passed unchanged, counted",
+        udp4(NAT_V4, NAT_PORT, SERVER_V4, 5060, ok.as_bytes()),
+        &[Packets, SipResponses, ResponseContact, UserspaceUnavailable],
+        None,
+    ));
 }
 
 #[cfg(test)]

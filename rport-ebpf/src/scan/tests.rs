@@ -1577,9 +1577,17 @@ fn looking_for_more_never_changes_the_via() {
             }
             if l != look::RURI_TAG {
                 assert_eq!(s.found & found::RURI_TAG, 0);
-                assert_eq!((s.tag, s.tag_len), (base.tag, base.tag_len), "look {l}: {what:?}");
+                assert_eq!(
+                    (s.tag, s.tag_len),
+                    (base.tag, base.tag_len),
+                    "look {l}: {what:?}"
+                );
             } else if s.found & found::RURI_TAG == 0 {
-                assert_eq!((s.tag, s.tag_len), (base.tag, base.tag_len), "look {l}: {what:?}");
+                assert_eq!(
+                    (s.tag, s.tag_len),
+                    (base.tag, base.tag_len),
+                    "look {l}: {what:?}"
+                );
             }
         }
     }
