@@ -135,6 +135,8 @@ counters! {
     RequestAlreadyCorrect = "request_already_correct", "steering";
     /// Responses from outside (a client answering a server) with a Contact: handed to the daemon, which puts the client's tag in the Contact so that the server's requests in the dialog (ACK, BYE) find the client.
     ResponseContact = "response_contact", "steering";
+    /// Responses decided without a tag (the request bypassed the rewrite: it needed none, it was a fragment, the daemon was down; or a server that drops Via parameters): by a binding, or passed (each also counts its outcome: `binding_steered`, `response_no_binding`…).
+    ResponseUntagged = "response_untagged", "steering";
 }
 
 /// Number of counter slots.

@@ -142,9 +142,10 @@ pub enum Outcome {
     /// No binding under the top Via's key: passed untouched.
     ResponseNoBinding(Msg),
     /// Already sent to the recorded address and port (an rport-aware server): passed.
-    ResponseAlreadyCorrect(Msg),
+    /// `tagged`: decided by the Via's tag (else by a binding).
+    ResponseAlreadyCorrect { msg: Msg, tagged: bool },
     /// Would be steered, but came in on an outside interface: passed untouched.
-    ResponseNotFromInside(Msg),
+    ResponseNotFromInside { msg: Msg, tagged: bool },
     /// Would be steered, but comes from another host or port than the request went to.
     ResponseSourceMismatch(Msg),
     /// A client's response from outside with a Contact: to the daemon (as `then` says),
@@ -341,16 +342,28 @@ impl Outcome {
                     c.add(C::BindingUpdateFailed);
                 }
             }
-            Outcome::ResponseNoBinding(m) => m.counters(C::ResponseNoBinding, &mut c),
+            Outcome::ResponseNoBinding(m) => {
+                m.counters(C::ResponseNoBinding, &mut c);
+                c.add(C::ResponseUntagged);
+            }
             Outcome::RequestAlreadyCorrect(m) => m.counters(C::RequestAlreadyCorrect, &mut c),
-            Outcome::ResponseAlreadyCorrect(m) => m.counters(C::ResponseAlreadyCorrect, &mut c),
+            Outcome::ResponseAlreadyCorrect { msg, tagged } => {
+                msg.counters(C::ResponseAlreadyCorrect, &mut c);
+                c.add_if(!tagged, C::ResponseUntagged);
+            }
             Outcome::ResponseContact { msg, then } => {
                 msg.counters(C::ResponseContact, &mut c);
                 let delivered = matches!(then, Then::ToUserspace(_)) && done.delivered;
                 c.add_if(!delivered, C::UserspaceUnavailable);
             }
-            Outcome::ResponseNotFromInside(m) => m.counters(C::ResponseNotFromInside, &mut c),
-            Outcome::ResponseSourceMismatch(m) => m.counters(C::ResponseSourceMismatch, &mut c),
+            Outcome::ResponseNotFromInside { msg, tagged } => {
+                msg.counters(C::ResponseNotFromInside, &mut c);
+                c.add_if(!tagged, C::ResponseUntagged);
+            }
+            Outcome::ResponseSourceMismatch(m) => {
+                m.counters(C::ResponseSourceMismatch, &mut c);
+                c.add(C::ResponseUntagged);
+            }
             Outcome::Steer { msg, by_tag, .. } => {
                 let request = msg.kind == Kind::Request;
                 msg.counters(
@@ -366,6 +379,7 @@ impl Outcome {
                 c.add_if(done.in_xdp, C::SteerInXdp);
                 c.add_if(done.delivered && by_tag && !request, C::TagSteered);
                 c.add_if(done.delivered && !by_tag, C::BindingSteered);
+                c.add_if(!by_tag, C::ResponseUntagged);
             }
             Outcome::TagInvalid(m) => m.counters(
                 match m.kind {
@@ -599,11 +613,11 @@ fn by_tag<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, inside: bool, maps: &L
             if h.dst == addr && h.dport == port {
                 match msg.kind {
                     Kind::Request => Outcome::RequestAlreadyCorrect(msg),
-                    Kind::Response => Outcome::ResponseAlreadyCorrect(msg),
+                    Kind::Response => Outcome::ResponseAlreadyCorrect { msg, tagged: true },
                 }
             } else if !inside {
                 // Only a response can get here (a request from outside is not tagged).
-                Outcome::ResponseNotFromInside(msg)
+                Outcome::ResponseNotFromInside { msg, tagged: true }
             } else {
                 Outcome::Steer {
                     msg,
@@ -722,10 +736,10 @@ fn response<L: Lookups>(msg: Msg, h: &Headers, scan: &Scan, iface: IfaceConf, ma
         return Outcome::ResponseNoBinding(msg);
     };
     if h.dst == b.src_addr && h.dport == b.src_port {
-        return Outcome::ResponseAlreadyCorrect(msg);
+        return Outcome::ResponseAlreadyCorrect { msg, tagged: false };
     }
     if iface.role != role::INSIDE {
-        return Outcome::ResponseNotFromInside(msg);
+        return Outcome::ResponseNotFromInside { msg, tagged: false };
     }
     if h.src != b.dst_addr || h.sport != b.dst_port {
         return Outcome::ResponseSourceMismatch(msg);
@@ -1163,7 +1177,10 @@ mod tests {
         let aware = resp(SERVER_V4, SIP, NAT_V4, NAT_PORT);
         assert_eq!(
             outcome(&aware, &inside, AT),
-            Outcome::ResponseAlreadyCorrect(m)
+            Outcome::ResponseAlreadyCorrect {
+                msg: m,
+                tagged: false
+            }
         );
         // Already correct is checked before the interface: also on an outside one.
         let outside = Fake {
@@ -1172,11 +1189,17 @@ mod tests {
         };
         assert_eq!(
             outcome(&aware, &outside, AT),
-            Outcome::ResponseAlreadyCorrect(m)
+            Outcome::ResponseAlreadyCorrect {
+                msg: m,
+                tagged: false
+            }
         );
         assert_eq!(
             outcome(&legacy, &outside, AT),
-            Outcome::ResponseNotFromInside(m)
+            Outcome::ResponseNotFromInside {
+                msg: m,
+                tagged: false
+            }
         );
         for other in [
             resp([198, 51, 100, 99], SIP, PHONE_V4, SIP),
@@ -1381,29 +1404,55 @@ mod tests {
             (
                 Outcome::ResponseNoBinding(resp),
                 none,
-                &[Packets, SipResponses, ResponseNoBinding],
+                &[Packets, SipResponses, ResponseNoBinding, ResponseUntagged],
             ),
             (
-                Outcome::ResponseAlreadyCorrect(resp),
+                Outcome::ResponseAlreadyCorrect {
+                    msg: resp,
+                    tagged: false,
+                },
                 none,
-                &[Packets, SipResponses, ResponseAlreadyCorrect],
+                &[
+                    Packets,
+                    SipResponses,
+                    ResponseAlreadyCorrect,
+                    ResponseUntagged,
+                ],
             ),
             (
-                Outcome::ResponseNotFromInside(resp),
+                Outcome::ResponseNotFromInside {
+                    msg: resp,
+                    tagged: true,
+                },
                 none,
                 &[Packets, SipResponses, ResponseNotFromInside],
             ),
             (
                 Outcome::ResponseSourceMismatch(resp),
                 none,
-                &[Packets, SipResponses, ResponseSourceMismatch],
+                &[
+                    Packets,
+                    SipResponses,
+                    ResponseSourceMismatch,
+                    ResponseUntagged,
+                ],
             ),
             (
                 steer,
                 ok,
-                &[Packets, SipResponses, ResponseSteered, BindingSteered],
+                &[
+                    Packets,
+                    SipResponses,
+                    ResponseSteered,
+                    BindingSteered,
+                    ResponseUntagged,
+                ],
             ),
-            (steer, none, &[Packets, SipResponses, Truncated]),
+            (
+                steer,
+                none,
+                &[Packets, SipResponses, Truncated, ResponseUntagged],
+            ),
         ] {
             assert_eq!(o.counters(done), set(want), "{o:?} {done:?}");
         }

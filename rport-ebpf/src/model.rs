@@ -784,7 +784,8 @@ mod tests {
                 SipResponses,
                 ResponseSteered,
                 SteerInXdp,
-                BindingSteered
+                BindingSteered,
+                ResponseUntagged
             ]
         );
         assert_eq!(f[30..34], NAT_V4, "destination address");
@@ -831,7 +832,8 @@ mod tests {
                 Ipv6,
                 ResponseSteered,
                 SteerInXdp,
-                BindingSteered
+                BindingSteered,
+                ResponseUntagged
             ]
         );
         assert_eq!(f[38..54], NAT_V6);
@@ -898,7 +900,10 @@ mod tests {
             let (v, c) = run(&mut f, r, 0, &mut m, 2);
             assert_eq!(
                 (v, c),
-                (XDP_PASS, vec![Packets, SipResponses, want]),
+                (
+                    XDP_PASS,
+                    vec![Packets, SipResponses, want, ResponseUntagged]
+                ),
                 "{name}"
             );
             assert_eq!(f, orig, "{name}");
@@ -911,7 +916,10 @@ mod tests {
             &ok_response("Via: SIP/2.0/UDP 192.168.1.50;branch=z9hG4bK-none"),
         );
         let (_, c) = run(&mut f, role::INSIDE, 0, &mut m, 3);
-        assert_eq!(c, [Packets, SipResponses, ResponseNoBinding]);
+        assert_eq!(
+            c,
+            [Packets, SipResponses, ResponseNoBinding, ResponseUntagged]
+        );
     }
 
     #[test]

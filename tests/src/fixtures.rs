@@ -821,7 +821,12 @@ pub fn table() -> Vec<Fixture> {
         row(
             "response from an rport-aware server, already to the NAT mapping: untouched",
             udp4(SERVER_V4, 5060, NAT_V4, NAT_PORT, &ok_response(resp_via)),
-            &[Packets, SipResponses, ResponseAlreadyCorrect],
+            &[
+                Packets,
+                SipResponses,
+                ResponseAlreadyCorrect,
+                ResponseUntagged,
+            ],
             None,
         )
         .inside()
@@ -832,7 +837,13 @@ pub fn table() -> Vec<Fixture> {
         row(
             "response from a legacy server to the private sent-by: steered to the NAT mapping",
             udp4(SERVER_V4, 5060, PHONE_V4, 5060, &ok_response(resp_via)),
-            &[Packets, SipResponses, ResponseSteered, BindingSteered],
+            &[
+                Packets,
+                SipResponses,
+                ResponseSteered,
+                BindingSteered,
+                ResponseUntagged,
+            ],
             None,
         )
         .inside()
@@ -846,7 +857,7 @@ pub fn table() -> Vec<Fixture> {
         row(
             "IPv6 response from a legacy server to the phone's own address: steered to the translated one",
             udp6(SERVER_V6, 5060, PHONE_V6, 5060, &ok_response(v6_resp_via)),
-            &[Packets, Ipv6, SipResponses, ResponseSteered, BindingSteered],
+            &[Packets, Ipv6, SipResponses, ResponseSteered, BindingSteered, ResponseUntagged],
             None,
         )
         .inside()
@@ -857,7 +868,12 @@ pub fn table() -> Vec<Fixture> {
         row(
             "legacy response on an outside interface: never steered (anti-reflection)",
             udp4(SERVER_V4, 5060, PHONE_V4, 5060, &ok_response(resp_via)),
-            &[Packets, SipResponses, ResponseNotFromInside],
+            &[
+                Packets,
+                SipResponses,
+                ResponseNotFromInside,
+                ResponseUntagged,
+            ],
             None,
         )
         .after(vec![nat_req(V)]),
@@ -872,7 +888,12 @@ pub fn table() -> Vec<Fixture> {
                 5060,
                 &ok_response(resp_via),
             ),
-            &[Packets, SipResponses, ResponseSourceMismatch],
+            &[
+                Packets,
+                SipResponses,
+                ResponseSourceMismatch,
+                ResponseUntagged,
+            ],
             None,
         )
         .inside()
@@ -888,7 +909,7 @@ pub fn table() -> Vec<Fixture> {
                 5060,
                 &ok_response("Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-none"),
             ),
-            &[Packets, SipResponses, ResponseNoBinding],
+            &[Packets, SipResponses, ResponseNoBinding, ResponseUntagged],
             None,
         )
         .inside()
