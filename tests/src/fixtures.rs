@@ -1051,13 +1051,10 @@ fn tag_rows(t: &mut Vec<Fixture>) {
     );
 }
 
-/// A Contact tag toward the NAT mapping for requests from `server` (any of its ports),
-/// of `kind`, made `age_s` seconds ago (see [`tag`]).
+/// A Contact tag toward the NAT mapping for requests from `server` (any of its ports:
+/// port 0 in the MAC), of `kind`, made `age_s` seconds ago.
 fn contact_tag(key: &[u8; 16], kind: u8, server: [u8; 4], age_s: u64) -> String {
-    use rport_common::tag::{self, Tag};
-    let made = rport_userspace::datapath::keys::tai_now_s() - age_s;
-    let t = Tag::new(1, kind, v4m(NAT_V4), NAT_PORT, made).sign(key, &v4m(server), 0, 0);
-    String::from_utf8(tag::encode(&t).as_bytes().to_vec()).expect("hex")
+    tag(key, kind, (server, 0), age_s)
 }
 
 /// A PBX's INVITE to the Contact a phone registered through rport (its tag in the

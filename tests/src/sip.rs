@@ -278,11 +278,60 @@ pub fn refresh_scenario(n: u32, pause_ms: u32) -> String {
     scenario("register refresh", &body)
 }
 
-/// An INVITE call from the phone: INVITE, 100, 180, 200, ACK, BYE, 200.
-pub fn uac_scenario() -> String {
-    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="call through NAT">
-  <send retrans="500">
+/// An SDP offer or answer for `who` at `addr`, audio on `port` (no media flows in the
+/// tests: signalling only).
+fn sdp(who: &str, addr: &str, port: u16) -> String {
+    format!(
+        "v=0\no={who} 1 1 IN IP4 {addr}\ns=-\nc=IN IP4 {addr}\nt=0 0\nm=audio {port} RTP/AVP 0\n"
+    )
+}
+
+/// A UAS's `<send>` of a response to the last request: `status` line, its Via, From,
+/// To (with the UAS's tag when `to_tag`), Call-ID and CSeq; the Record-Route when `rr`
+/// (a record-routing proxy's dialogs), `contact` when given, an SDP `body` when given.
+/// A 2xx with a body (the answer to an INVITE) is retransmitted until acknowledged.
+fn reply(
+    status: &str,
+    to_tag: bool,
+    rr: bool,
+    contact: Option<&str>,
+    body: Option<String>,
+) -> String {
+    let mut h = format!("SIP/2.0 {status}\n[last_Via:]\n");
+    if rr {
+        h.push_str("[last_Record-Route:]\n");
+    }
+    h.push_str("[last_From:]\n[last_To:]");
+    if to_tag {
+        h.push_str(";tag=[pid]SIPpTag01[call_number]");
+    }
+    h.push_str("\n[last_Call-ID:]\n[last_CSeq:]\n");
+    if let Some(c) = contact {
+        h.push_str(&format!("Contact: <{c}>\n"));
+    }
+    let body = match body {
+        Some(b) => {
+            h.push_str("Content-Type: application/sdp\nContent-Length: [len]\n");
+            b
+        }
+        None => {
+            h.push_str("Content-Length: 0\n");
+            String::new()
+        }
+    };
+    let retrans = if body.is_empty() || !status.starts_with('2') {
+        ""
+    } else {
+        " retrans=\"500\""
+    };
+    format!("  <send{retrans}>\n    <![CDATA[\n\n{h}\n{body}\n    ]]>\n  </send>\n")
+}
+
+/// The phone's INVITE to `service` through NAT (Via with `;rport`, private Contact),
+/// then the optional 100 and 180 and the 200, whose route set and Contact are kept.
+fn phone_invite(answer_timeout_ms: u32) -> String {
+    format!(
+        r#"  <send retrans="500">
     <![CDATA[
 
 INVITE sip:service@198.51.100.10 SIP/2.0
@@ -296,19 +345,23 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=phone 1 1 IN IP4 192.168.1.50
-s=-
-c=IN IP4 192.168.1.50
-t=0 0
-m=audio 4000 RTP/AVP 0
-
+{}
     ]]>
   </send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
-  <recv response="200" rrs="true" timeout="3000"/>
-  <send>
+  <recv response="200" rrs="true" timeout="{answer_timeout_ms}"/>
+"#,
+        sdp("phone", "192.168.1.50", 4000)
+    )
+}
+
+/// An INVITE call from the phone: INVITE, 100, 180, 200, ACK, BYE, 200.
+pub fn uac_scenario() -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="call through NAT">
+{}  <send>
     <![CDATA[
 
 ACK sip:service@198.51.100.10 SIP/2.0
@@ -339,159 +392,56 @@ Content-Length: 0
   </send>
   <recv response="200" timeout="3000"/>
 </scenario>
-"#
-    .to_string()
+"#,
+        phone_invite(3000)
+    )
 }
 
 /// The called side: 100, 180, 200 to the INVITE, then 200 to the BYE.
 pub fn uas_scenario() -> String {
-    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="answer">
-  <recv request="INVITE"/>
-  <send>
-    <![CDATA[
-
-SIP/2.0 100 Trying
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
-  <send>
-    <![CDATA[
-
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:service@198.51.100.10:5070>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=service 1 1 IN IP4 198.51.100.10
-s=-
-c=IN IP4 198.51.100.10
-t=0 0
-m=audio 5000 RTP/AVP 0
-
-    ]]>
-  </send>
-  <recv request="ACK" optional="true"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"#
-    .to_string()
+    scenario(
+        "answer",
+        &[
+            "  <recv request=\"INVITE\"/>\n".to_string(),
+            reply("100 Trying", false, false, None, None),
+            reply("180 Ringing", true, false, None, None),
+            reply(
+                "200 OK",
+                true,
+                false,
+                Some("sip:service@198.51.100.10:5070"),
+                Some(sdp("service", "198.51.100.10", 5000)),
+            ),
+            "  <recv request=\"ACK\" optional=\"true\"/>\n  <recv request=\"BYE\"/>\n".into(),
+            reply("200 OK", false, false, None, None),
+        ]
+        .concat(),
+    )
 }
 
 /// The phone answering a call through the PBX (issue 11): 100, then 180 and 200 with its
 /// own (private) Contact, as a phone behind NAT writes it; then the ACK and the caller's
 /// BYE must reach it (not optional: a lost ACK or BYE fails the call).
 pub fn phone_uas_scenario() -> String {
-    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="phone answers">
-  <recv request="INVITE"/>
-  <send>
-    <![CDATA[
-
-SIP/2.0 100 Trying
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
-  <send>
-    <![CDATA[
-
-SIP/2.0 180 Ringing
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:phone@192.168.1.50:[local_port]>
-Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-
-SIP/2.0 200 OK
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:phone@192.168.1.50:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=phone 1 1 IN IP4 192.168.1.50
-s=-
-c=IN IP4 192.168.1.50
-t=0 0
-m=audio 4000 RTP/AVP 0
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <recv request="BYE"/>
-  <send>
-    <![CDATA[
-
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"#
-    .to_string()
+    const CONTACT: &str = "sip:phone@192.168.1.50:[local_port]";
+    scenario(
+        "phone answers",
+        &[
+            "  <recv request=\"INVITE\"/>\n".to_string(),
+            reply("100 Trying", false, false, None, None),
+            reply("180 Ringing", true, true, Some(CONTACT), None),
+            reply(
+                "200 OK",
+                true,
+                true,
+                Some(CONTACT),
+                Some(sdp("phone", "192.168.1.50", 4000)),
+            ),
+            "  <recv request=\"ACK\"/>\n  <recv request=\"BYE\"/>\n".into(),
+            reply("200 OK", false, false, None, None),
+        ]
+        .concat(),
+    )
 }
 
 /// A caller on the servers' side (`198.51.100.10:5070`) calling `user` through the PBX
@@ -591,35 +541,10 @@ Content-Length: 0
 /// (Via with `;rport`, private Contact), 200, ACK along the route set, then the far end's
 /// BYE must reach the phone, which answers it.
 pub fn phone_call_hung_up_scenario() -> String {
-    r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+    format!(
+        r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="phone calls, far end hangs up">
-  <send retrans="500">
-    <![CDATA[
-
-INVITE sip:service@198.51.100.10 SIP/2.0
-Via: SIP/2.0/UDP 192.168.1.50:[local_port];branch=[branch];rport
-From: <sip:phone@198.51.100.10>;tag=[call_number]
-To: <sip:service@198.51.100.10>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: <sip:phone@192.168.1.50:[local_port]>
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=phone 1 1 IN IP4 192.168.1.50
-s=-
-c=IN IP4 192.168.1.50
-t=0 0
-m=audio 4000 RTP/AVP 0
-
-    ]]>
-  </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rrs="true" timeout="8000"/>
-  <send>
+{}  <send>
     <![CDATA[
 
 ACK [next_url] SIP/2.0
@@ -635,22 +560,11 @@ Content-Length: 0
     ]]>
   </send>
   <recv request="BYE" timeout="10000"/>
-  <send>
-    <![CDATA[
-
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-    ]]>
-  </send>
-</scenario>
-"#
-    .to_string()
+{}</scenario>
+"#,
+        phone_invite(8000),
+        reply("200 OK", false, false, None, None)
+    )
 }
 
 /// The called service that hangs up: answers the INVITE (keeping its Record-Route and
@@ -666,30 +580,7 @@ pub fn hangup_uas_scenario(talk_ms: u32) -> String {
     </action>
   </recv>
   <Reference variables="junk"/>
-  <send>
-    <![CDATA[
-
-SIP/2.0 200 OK
-[last_Via:]
-[last_Record-Route:]
-[last_From:]
-[last_To:];tag=[pid]SIPpTag01[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:service@198.51.100.10:[local_port]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=service 1 1 IN IP4 198.51.100.10
-s=-
-c=IN IP4 198.51.100.10
-t=0 0
-m=audio 5000 RTP/AVP 0
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
+{}  <recv request="ACK"/>
   <pause milliseconds="{talk_ms}"/>
   <send retrans="500">
     <![CDATA[
@@ -708,7 +599,14 @@ Content-Length: 0
   </send>
   <recv response="200" timeout="8000"/>
 </scenario>
-"#
+"#,
+        reply(
+            "200 OK",
+            true,
+            true,
+            Some("sip:service@198.51.100.10:[local_port]"),
+            Some(sdp("service", "198.51.100.10", 5000)),
+        )
     )
 }
 

@@ -16,9 +16,8 @@ use rport_tests::{
     capture::{Capture, udp_checksums, udp_csum_errors},
     ns::{Bpffs, can_run, sh},
     sip::{
-        Kamailio, Server, Sipp, SippResult, caller_scenario, hangup_uas_scenario,
-        incoming_calls_via, phone_call_hung_up_scenario, phone_uas_scenario,
-        register_user_scenario, sipp_client,
+        Kamailio, Server, Sipp, SippResult, hangup_uas_scenario, incoming_calls_via,
+        phone_call_hung_up_scenario, register_user_scenario, sipp_client,
     },
     topo::{GW_OUTSIDE, GW_OUTSIDE2, NatTopology, PHONE, Rport, SERVER},
 };
@@ -282,33 +281,10 @@ fn two_phones_behind_two_nats_with_the_same_contact_each_get_their_own_calls() {
         ("200", &home2.phone, &t.phone),
     ] {
         let quiet_cap = Capture::start(quiet, "ph0").unwrap();
-        let mut phone = Sipp::uas(
-            rings,
-            &phone_uas_scenario(),
-            &t.dir,
-            PHONE,
-            5060,
-            N,
-            Duration::from_secs(30),
-        )
-        .unwrap();
-        let mut caller = Sipp::uac(
-            &t.server,
-            &caller_scenario(user, 100),
-            &t.dir,
-            SERVER,
-            5070,
-            "198.51.100.10:5060",
-            N,
-            Duration::from_secs(30),
-            &[],
-        )
-        .unwrap();
-        let c = caller.wait(Duration::from_secs(60)).unwrap();
-        let p = phone.wait(Duration::from_secs(10));
+        let (c, p) = incoming_calls_via(rings, &t.server, &t.dir, user, N).unwrap();
         let diag = format!("calls to {user}: caller {c:?}, phone {p:?}\n{}", log(&t));
         assert_eq!((c.successful, c.failed), (N as u64, 0), "{diag}");
-        assert_eq!(p.unwrap().successful, N as u64, "{diag}");
+        assert_eq!(p.map(|p| p.successful), Some(N as u64), "{diag}");
         assert_eq!(
             requests_seen(&quiet_cap, "INVITE"),
             0,
@@ -337,30 +313,7 @@ fn two_phones_behind_two_nats_with_the_same_contact_each_get_their_own_calls() {
     assert!(t300.is_empty(), "no call yet");
     let victim = Capture::start(&t.phone, "ph0").unwrap();
     let wire1 = Capture::start(&t.nat, "nat-out").unwrap();
-    let mut phone2 = Sipp::uas(
-        &home2.phone,
-        &phone_uas_scenario(),
-        &t.dir,
-        PHONE,
-        5060,
-        1,
-        Duration::from_secs(30),
-    )
-    .unwrap();
-    let mut caller = Sipp::uac(
-        &t.server,
-        &caller_scenario("300", 100),
-        &t.dir,
-        SERVER,
-        5070,
-        "198.51.100.10:5060",
-        1,
-        Duration::from_secs(30),
-        &[],
-    )
-    .unwrap();
-    let c = caller.wait(Duration::from_secs(60)).unwrap();
-    let p = phone2.wait(Duration::from_secs(10));
+    let (c, p) = incoming_calls_via(&home2.phone, &t.server, &t.dir, "300", 1).unwrap();
     let diag = format!("call to 300: caller {c:?}, phone 2 {p:?}\n{}", log(&t));
     assert_eq!((c.successful, c.failed), (1, 0), "{diag}");
     let t300 = k.targets("300");
