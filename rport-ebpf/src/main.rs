@@ -8,6 +8,8 @@
 //! what it does not understand. `rport_ebpf::model` is this file on the host.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// `asm!` on BPF: one unaligned packet load (`verifier::load64`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
 mod prog {
@@ -548,6 +550,34 @@ mod prog {
             unsafe { (*lc.work).scan.finish() };
         }
 
+        /// The 8 packet bytes at `p` as a little-endian word, in one load.
+        ///
+        /// Why asm: LLVM's BPF backend assumes strict alignment, so `read_unaligned` of a
+        /// `u64` (or `[u8; 8]`) becomes 8 byte loads and 14 shifts and ors: 22 instructions
+        /// per word, 88 per 32-byte skip. The kernel does not need that: packet loads at any
+        /// offset are allowed where unaligned access is cheap (x86-64, arm64: the verifier
+        /// checks packet alignment only on architectures without
+        /// CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS, or with BPF_F_STRICT_ALIGNMENT). Same
+        /// value, same bounds check by the verifier, on the register it is given. Measured
+        /// (BPF_PROG_TEST_RUN, interleaved): the Via 1,100 bytes in 13% faster.
+        ///
+        /// # Safety
+        /// `p..p + 8` is in the packet: the caller checked `p + 8 <= data_end`.
+        #[inline(always)]
+        unsafe fn load64(p: usize) -> u64 {
+            let v: u64;
+            // SAFETY: a load from memory the caller checked; no side effect.
+            unsafe {
+                core::arch::asm!(
+                    "{0} = *(u64 *)({1} + 0)",
+                    lateout(reg) v,
+                    in(reg) p,
+                    options(readonly, nostack)
+                );
+            }
+            v
+        }
+
         /// State handed to the `bpf_loop` callback: the context to read bytes through, the
         /// per-CPU work slot (scanner and position), where the payload starts and how many
         /// of its bytes to scan.
@@ -586,9 +616,9 @@ mod prog {
                 if data + off + 32 > end {
                     return 1;
                 }
-                // SAFETY: in bounds (checked above); unaligned, as packet bytes are.
-                let words = unsafe { core::ptr::read_unaligned((data + off) as *const [u64; 4]) };
-                let words = words.map(u64::from_le);
+                let p = data + off;
+                // SAFETY: in bounds (checked above).
+                let words = unsafe { [load64(p), load64(p + 8), load64(p + 16), load64(p + 24)] };
                 w.pos = pos + w.scan.skip_words(&words) as u64;
                 return 0;
             }
@@ -597,8 +627,8 @@ mod prog {
                     return 1;
                 }
                 // SAFETY: in bounds (checked above).
-                let word = unsafe { core::ptr::read_unaligned((data + off) as *const u64) };
-                w.pos = pos + w.scan.skip_word(u64::from_le(word)) as u64;
+                let word = unsafe { load64(data + off) };
+                w.pos = pos + w.scan.skip_word(word) as u64;
                 return 0;
             }
             // Up to 8 scanner steps on one 8-byte load: the loop overhead and the bounds
@@ -608,7 +638,7 @@ mod prog {
                     return 1;
                 }
                 // SAFETY: in bounds (checked above).
-                let b = unsafe { core::ptr::read_unaligned((data + off) as *const [u8; 8]) };
+                let b = unsafe { load64(data + off) }.to_le_bytes();
                 let (adv, go_on) = w.scan.step_word(&b);
                 w.pos = pos + adv as u64;
                 return if go_on { 0 } else { 1 };
