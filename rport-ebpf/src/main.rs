@@ -528,7 +528,7 @@ mod prog {
             } else {
                 w.h.payload_len as u32
             };
-            w.scan = Scan::new();
+            reset(&mut w.scan);
             w.pos = 0;
             let mut lc = LoopCtx {
                 xdp: ctx.ctx,
@@ -576,6 +576,30 @@ mod prog {
                 );
             }
             v
+        }
+
+        /// `*scan = Scan::new()` in one 8-byte store per word.
+        ///
+        /// Why: the assignment compiles to three calls of aya-ebpf's `memset` (a byte loop,
+        /// five instructions per byte) over the zero fields, 160 bytes since the tag words:
+        /// about 800 instructions per SIP packet, a fifth of what the scan of a REGISTER
+        /// costs. The values come from `Scan::new()` itself, which the compiler folds into
+        /// constants; volatile, so that it cannot turn the stores back into a `memset`.
+        #[inline(always)]
+        fn reset(scan: &mut Scan) {
+            use core::mem::{MaybeUninit, align_of, size_of};
+            const WORDS: usize = size_of::<Scan>() / 8;
+            const _: () = assert!(size_of::<Scan>().is_multiple_of(8) && align_of::<Scan>() == 8);
+            let init = Scan::new();
+            let src = &init as *const Scan as *const MaybeUninit<u64>;
+            let dst = scan as *mut Scan as *mut MaybeUninit<u64>;
+            let mut i = 0;
+            while i < WORDS {
+                // SAFETY: word `i` of two valid, 8-aligned `Scan`s; MaybeUninit, because the
+                // last word holds padding.
+                unsafe { core::ptr::write_volatile(dst.add(i), src.add(i).read()) };
+                i += 1;
+            }
         }
 
         /// State handed to the `bpf_loop` callback: the context to read bytes through, the
