@@ -371,6 +371,17 @@ impl Scan {
             self.fed += 1;
         }
         let mut st = self.state;
+        // Most stepped bytes are inside the top Via value: one range check and two byte
+        // compares take them straight to the Via grammar, where the full sequence below
+        // would test CR, FOLD, the line states and the Call-ID first (none of which is a
+        // Via state, so the result is the same).
+        if st.in_via() && c != b'\r' && c != b'\n' {
+            self.via_byte(c);
+            if self.state == State::SKIP_LINE && self.complete() {
+                self.state = State::DONE;
+            }
+            return self.state != State::DONE;
+        }
         if st == State::CR {
             // The CR before `c` came in `before_cr`: a line break if `c` is LF.
             self.state = self.before_cr;
