@@ -8,6 +8,8 @@
 //! what it does not understand. `rport_ebpf::model` is this file on the host.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// `asm!` on BPF: one unaligned packet load (`verifier::load64`).
+#![cfg_attr(target_arch = "bpf", feature(asm_experimental_arch))]
 
 #[cfg(target_arch = "bpf")]
 mod prog {
@@ -539,7 +541,7 @@ mod prog {
             } else {
                 w.h.payload_len as u32
             };
-            w.scan = Scan::new();
+            reset(&mut w.scan);
             w.scan.look_for(look);
             w.pos = 0;
             let mut lc = LoopCtx {
@@ -560,6 +562,58 @@ mod prog {
             }
             // SAFETY: the same per-CPU slot; the loop is over.
             unsafe { (*lc.work).scan.finish() };
+        }
+
+        /// The 8 packet bytes at `p` as a little-endian word, in one load.
+        ///
+        /// Why asm: LLVM's BPF backend assumes strict alignment, so `read_unaligned` of a
+        /// `u64` (or `[u8; 8]`) becomes 8 byte loads and 14 shifts and ors: 22 instructions
+        /// per word, 88 per 32-byte skip. The kernel does not need that: packet loads at any
+        /// offset are allowed where unaligned access is cheap (x86-64, arm64: the verifier
+        /// checks packet alignment only on architectures without
+        /// CONFIG_HAVE_EFFICIENT_UNALIGNED_ACCESS, or with BPF_F_STRICT_ALIGNMENT). Same
+        /// value, same bounds check by the verifier, on the register it is given. Measured
+        /// (BPF_PROG_TEST_RUN, interleaved): the Via 1,100 bytes in 13% faster.
+        ///
+        /// # Safety
+        /// `p..p + 8` is in the packet: the caller checked `p + 8 <= data_end`.
+        #[inline(always)]
+        unsafe fn load64(p: usize) -> u64 {
+            let v: u64;
+            // SAFETY: a load from memory the caller checked; no side effect.
+            unsafe {
+                core::arch::asm!(
+                    "{0} = *(u64 *)({1} + 0)",
+                    lateout(reg) v,
+                    in(reg) p,
+                    options(readonly, nostack)
+                );
+            }
+            v
+        }
+
+        /// `*scan = Scan::new()` in one 8-byte store per word.
+        ///
+        /// Why: the assignment compiles to three calls of aya-ebpf's `memset` (a byte loop,
+        /// five instructions per byte) over the zero fields, 160 bytes since the tag words:
+        /// about 800 instructions per SIP packet, a fifth of what the scan of a REGISTER
+        /// costs. The values come from `Scan::new()` itself, which the compiler folds into
+        /// constants; volatile, so that it cannot turn the stores back into a `memset`.
+        #[inline(always)]
+        fn reset(scan: &mut Scan) {
+            use core::mem::{MaybeUninit, align_of, size_of};
+            const WORDS: usize = size_of::<Scan>() / 8;
+            const _: () = assert!(size_of::<Scan>().is_multiple_of(8) && align_of::<Scan>() == 8);
+            let init = Scan::new();
+            let src = &init as *const Scan as *const MaybeUninit<u64>;
+            let dst = scan as *mut Scan as *mut MaybeUninit<u64>;
+            let mut i = 0;
+            while i < WORDS {
+                // SAFETY: word `i` of two valid, 8-aligned `Scan`s; MaybeUninit, because the
+                // last word holds padding.
+                unsafe { core::ptr::write_volatile(dst.add(i), src.add(i).read()) };
+                i += 1;
+            }
         }
 
         /// State handed to the `bpf_loop` callback: the context to read bytes through, the
@@ -600,9 +654,9 @@ mod prog {
                 if data + off + 32 > end {
                     return 1;
                 }
-                // SAFETY: in bounds (checked above); unaligned, as packet bytes are.
-                let words = unsafe { core::ptr::read_unaligned((data + off) as *const [u64; 4]) };
-                let words = words.map(u64::from_le);
+                let p = data + off;
+                // SAFETY: in bounds (checked above).
+                let words = unsafe { [load64(p), load64(p + 8), load64(p + 16), load64(p + 24)] };
                 w.pos = pos + w.scan.skip_words(&words) as u64;
                 return 0;
             }
@@ -611,8 +665,8 @@ mod prog {
                     return 1;
                 }
                 // SAFETY: in bounds (checked above).
-                let word = unsafe { core::ptr::read_unaligned((data + off) as *const u64) };
-                w.pos = pos + w.scan.skip_word(u64::from_le(word)) as u64;
+                let word = unsafe { load64(data + off) };
+                w.pos = pos + w.scan.skip_word(word) as u64;
                 return 0;
             }
             // Up to 8 scanner steps on one 8-byte load: the loop overhead and the bounds
@@ -622,7 +676,7 @@ mod prog {
                     return 1;
                 }
                 // SAFETY: in bounds (checked above).
-                let b = unsafe { core::ptr::read_unaligned((data + off) as *const [u8; 8]) };
+                let b = unsafe { load64(data + off) }.to_le_bytes();
                 let (adv, go_on) = w.scan.step_word(&b);
                 w.pos = pos + adv as u64;
                 return if go_on { 0 } else { 1 };

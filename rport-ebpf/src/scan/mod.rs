@@ -397,9 +397,9 @@ impl Scan {
     }
 
     /// Makes a fresh scanner (`Scan::new()`) a [`Scan::with`]`(look)`. A method on the
-    /// value in place because the XDP program's lives in map memory: `w.scan = Scan::new()`
-    /// compiles to constant stores there, while a whole `Scan` made with a run-time field
-    /// is built on the stack first (200 bytes of the 512 the program has).
+    /// value in place because the XDP program's lives in map memory (reset there word by
+    /// word, `verifier::reset` in main.rs): a whole `Scan` made with a run-time field
+    /// would be built on the stack first (200 bytes of the 512 the program has).
     #[inline(always)]
     pub fn look_for(&mut self, look: u32) {
         self.look = look;
@@ -451,6 +451,17 @@ impl Scan {
             self.fed += 1;
         }
         let mut st = self.state;
+        // Most stepped bytes are inside the top Via value: one range check and two byte
+        // compares take them straight to the Via grammar, where the full sequence below
+        // would test CR, FOLD, the line states and the Call-ID first (none of which is a
+        // Via state, so the result is the same).
+        if st.in_via() && c != b'\r' && c != b'\n' {
+            self.via_byte(c);
+            if self.state == State::SKIP_LINE && self.complete() {
+                self.state = State::DONE;
+            }
+            return self.state != State::DONE;
+        }
         if st == State::CR {
             // The CR before `c` came in `before_cr`: a line break if `c` is LF.
             self.state = self.before_cr;
