@@ -276,11 +276,13 @@ fn bench_rewrite(cr: &mut Criterion) {
     for c in &cases {
         check(c);
     }
-    let signer = Signer::new(rport_common::tag::TagKey {
-        key: [0x5a; 16],
-        valid: 1,
-        ..Default::default()
-    });
+    let signer = Signer::new(rport_userspace::datapath::keys::CurrentKey::new(
+        rport_common::tag::TagKey {
+            key: [0x5a; 16],
+            valid: 1,
+            ..Default::default()
+        },
+    ));
     let server = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10));
     let register = &cases[0];
     assert_eq!(register.name, "register");
