@@ -53,6 +53,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "ethtool",
     // promtool, to check the metrics exposition.
     "prometheus",
+    // A real phone for the incoming-call test (tests/tests/baresip_call.rs); without
+    // recommends it is baresip-core only (no GTK, FFmpeg, GStreamer).
+    "baresip",
 ];
 
 fn main() -> std::process::ExitCode {
