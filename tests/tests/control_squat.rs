@@ -154,12 +154,20 @@ fn squatters_and_unprivileged_clients_are_refused() {
     // The daemon starts all the same (Rport::start waits for `rport stats` to answer).
     let pins = Bpffs::new().unwrap();
     let log = scratch.0.join("rport.log");
+    // (Rport::start is satisfied by any answer to `rport stats`, the squatter's too.)
     let mut rport = Rport::start(&gw, "out0", "in0", &pins, &log, &[]).unwrap();
-    let m = std::fs::symlink_metadata(&dir).unwrap();
-    assert!(m.is_dir());
-    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o700), "{dir}");
-    let m = std::fs::symlink_metadata(&socket).unwrap();
-    assert_eq!(m.uid(), 0);
+    assert!(
+        rport
+            .proc
+            .child
+            .as_mut()
+            .unwrap()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "rport run exited: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
     // Root reads the real daemon's counters, not the squatter's.
     let msg = register("Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-sq1;rport");
@@ -169,6 +177,11 @@ fn squatters_and_unprivileged_clients_are_refused() {
     assert_eq!(s["xdp"]["sip_requests"], 3, "{s}");
     assert_eq!(s["bindings_live"], 1, "{s}");
     assert!(s["uptime_s"].as_u64().unwrap() < 999_999, "{s}");
+    let m = std::fs::symlink_metadata(&dir).unwrap();
+    assert!(m.is_dir());
+    assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o700), "{dir}");
+    let m = std::fs::symlink_metadata(&socket).unwrap();
+    assert_eq!(m.uid(), 0);
 
     // (2) The unprivileged user as a client: the directory keeps it out.
     let o = as_nobody(&gw, false)

@@ -104,10 +104,17 @@ fn check_dir(path: &Path, owner: u32) -> Result<()> {
         bail!("{p} is not a directory");
     }
     if m.uid() != owner {
-        bail!("{p} is owned by uid {}, not {}: refusing it", m.uid(), who(owner));
+        bail!(
+            "{p} is owned by uid {}, not {}: refusing it",
+            m.uid(),
+            who(owner)
+        );
     }
     if m.mode() & 0o077 != 0 {
-        bail!("{p} has mode {:04o}, not 0700: refusing it", m.mode() & 0o7777);
+        bail!(
+            "{p} has mode {:04o}, not 0700: refusing it",
+            m.mode() & 0o7777
+        );
     }
     Ok(())
 }
@@ -138,7 +145,11 @@ fn check_socket(path: &Path, owner: u32) -> Result<bool> {
         bail!("{p} is not a socket: refusing to replace it");
     }
     if m.uid() != owner {
-        bail!("{p} is owned by uid {}, not {}: refusing it", m.uid(), who(owner));
+        bail!(
+            "{p} is owned by uid {}, not {}: refusing it",
+            m.uid(),
+            who(owner)
+        );
     }
     Ok(true)
 }
@@ -348,7 +359,11 @@ fn check_socket_type(path: &Path) -> Result<bool> {
     }
 }
 
-fn request_in<T: serde::de::DeserializeOwned>(layout: &Layout, owner: u32, what: &str) -> Result<T> {
+fn request_in<T: serde::de::DeserializeOwned>(
+    layout: &Layout,
+    owner: u32,
+    what: &str,
+) -> Result<T> {
     let mut s = connect_in(layout, owner)?;
     writeln!(s, "{what}")?;
     let mut buf = String::new();
@@ -429,10 +444,7 @@ mod tests {
     #[test]
     fn layout_is_per_netns_under_run() {
         let l = Layout::for_netns(Path::new(RUN_DIR), 4026532000);
-        assert_eq!(
-            l.socket(),
-            Path::new("/run/rport/net-4026532000/control")
-        );
+        assert_eq!(l.socket(), Path::new("/run/rport/net-4026532000/control"));
         assert_eq!(l.lock(), Path::new("/run/rport/net-4026532000/lock"));
         let here = Layout::this_netns().unwrap();
         assert!(here.dir.starts_with(RUN_DIR));
@@ -488,7 +500,10 @@ mod tests {
         let v: Value = request_in(&l, me(), "stats").unwrap();
         assert_eq!(v["echo"], "stats");
         drop(claim);
-        assert!(!l.dir.exists(), "the namespace's directory goes with the daemon");
+        assert!(
+            !l.dir.exists(),
+            "the namespace's directory goes with the daemon"
+        );
         assert!(l.base.exists());
         assert!(err(request_in::<Value>(&l, me(), "stats")).contains(NO_DAEMON));
     }
@@ -508,14 +523,21 @@ mod tests {
     fn a_symlinked_directory_is_never_followed() {
         let s = Scratch::new();
         let target = s.0.join("elsewhere");
-        std::fs::DirBuilder::new().mode(0o700).create(&target).unwrap();
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&target)
+            .unwrap();
         let l = s.layout("rport");
         symlink(&target, &l.base).unwrap();
         let e = err(bind_in(&l, me()));
         assert!(e.contains("is a symlink: refusing to follow it"), "{e}");
         let e = err(request_in::<Value>(&l, me(), "stats"));
         assert!(e.contains("is a symlink"), "{e}");
-        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "nothing made there");
+        assert_eq!(
+            std::fs::read_dir(&target).unwrap().count(),
+            0,
+            "nothing made there"
+        );
         // The same one level down.
         let l = s.layout("real");
         ensure_dir(&l.base, me()).unwrap();
@@ -595,7 +617,11 @@ mod tests {
         let l = s.layout("rport");
         let _claim = echo(bind_in(&l, me()).unwrap(), me());
         let mut st = UnixStream::connect(l.socket()).unwrap();
-        let e = err(check_server(&peer_cred(&st).unwrap(), me().wrapping_add(1), &l.socket()));
+        let e = err(check_server(
+            &peer_cred(&st).unwrap(),
+            me().wrapping_add(1),
+            &l.socket(),
+        ));
         assert!(
             e.contains(&format!("pid {} (uid {})", std::process::id(), me())),
             "{e}"
