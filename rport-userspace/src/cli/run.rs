@@ -152,7 +152,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.
-    let listener = control::bind()?;
+    // `_claim` lives to the end: the socket goes away after the detach.
+    let control::Bound {
+        listener,
+        claim: _claim,
+    } = control::bind()?;
     let metrics_listener = args.metrics.map(metrics::bind).transpose()?;
     let mut loaded = loader::load_and_attach(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
