@@ -223,6 +223,11 @@ struct Facts {
     dst: [u8; 16],
     dport: u16,
     vlans: (u16, u16),
+    /// A first fragment (MF set, offset 0).
+    first_fragment: bool,
+    /// Not a fragment, and the UDP length claims more than the frame or the IP length
+    /// holds (what the `truncated` counter counts of a message).
+    short: bool,
 }
 
 fn v4m(a: [u8; 4]) -> [u8; 16] {
@@ -259,6 +264,7 @@ fn facts(f: &[u8]) -> Facts {
         if u16::from_be_bytes([ip[6], ip[7]]) & 0x1fff != 0 {
             return x; // a later fragment: no UDP header
         }
+        x.first_fragment = u16::from_be_bytes([ip[6], ip[7]]) & 0x2000 != 0;
         x.src = v4m([ip[12], ip[13], ip[14], ip[15]]);
         x.dst = v4m([ip[16], ip[17], ip[18], ip[19]]);
         (off + ihl, off + u16::from_be_bytes([ip[2], ip[3]]) as usize)
@@ -288,6 +294,7 @@ fn facts(f: &[u8]) -> Facts {
     if ulen < 8 || (x.sport != 5060 && x.dport != 5060) {
         return x;
     }
+    x.short = !x.first_fragment && (udp + ulen > f.len() || udp + ulen > ip_end);
     let end = (udp + ulen).min(ip_end).min(f.len());
     let payload = f.get(udp + 8..end.max(udp + 8)).unwrap_or(&[]);
     if payload.len() >= 8 {
@@ -966,6 +973,15 @@ fn properties(f: &[u8], role_: u32, q: u32, sockets: &[u32], k: &Obs, errs: &mut
                     moved(&k.counters)
                 ));
             }
+            if c(Truncated) != fx.short as u64 || c(IpFragment) != fx.first_fragment as u64 {
+                errs.push(format!(
+                    "truncated {} ip_fragment {}: the frame is short {} a first fragment {}",
+                    c(Truncated),
+                    c(IpFragment),
+                    fx.short,
+                    fx.first_fragment
+                ));
+            }
             if c(Ipv6) != fx.ipv6 as u64 || c(Vlan) != fx.vlan as u64 {
                 errs.push(format!(
                     "ipv6 {} vlan {}: the frame is ipv6 {} with outer VLAN id {}",
@@ -1256,8 +1272,10 @@ fn random_and_mutated_frames() {
                 }
                 if !errs.is_empty() {
                     failures.push(format!(
-                        "seed {seed:#x} episode {n} (RPORT_PROPS_EPISODE={n}) frame {i} ({how}), role {role_} rx queue {q}, prior {:?}:\n    frame {}\n    {}",
+                        "seed {seed:#x} episode {n} (RPORT_PROPS_EPISODE={n}) frame {i} ({how}), role {role_} rx queue {q}, sockets on {:?}, force-rport {:?}, tag keys {}:\n    frame {}\n    {}",
                         ep.prior.sockets,
+                        ep.prior.force_rport,
+                        ep.prior.tag_keys.is_some(),
                         hex(&f),
                         errs.join("\n    ")
                     ));
