@@ -7,7 +7,8 @@
 //! Access is limited to root and the daemon's own user (SO_PEERCRED).
 //!
 //! One request line, one JSON reply line: `stats` (a [`Snapshot`]), `bindings` (its
-//! [`BindingRow`]s), or `{"error": "…"}`.
+//! [`BindingRow`]s), `clients` (the [`ReachableClient`]s of the NAT tracker), or
+//! `{"error": "…"}`.
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
     os::{
@@ -22,7 +23,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use crate::observe::snapshot::{BindingRow, Snapshot, Sources};
+use crate::observe::{
+    nat::ReachableClient,
+    snapshot::{BindingRow, Snapshot, Sources},
+};
 
 /// Abstract socket name (per network namespace).
 pub const SOCKET_NAME: &str = "rport/control";
@@ -61,6 +65,7 @@ fn reply(sources: &Sources, request: &str) -> Result<Value> {
     match request {
         "stats" => sources.snapshot()?.to_json(),
         "bindings" => Ok(serde_json::to_value(sources.snapshot()?.bindings)?),
+        "clients" => Ok(serde_json::to_value(sources.clients())?),
         other => bail!("unknown request {other:?}"),
     }
 }
@@ -107,4 +112,10 @@ pub fn stats() -> Result<Snapshot> {
 /// The running daemon's live bindings, newest first.
 pub fn bindings() -> Result<Vec<BindingRow>> {
     request("bindings")
+}
+
+/// The clients the running daemon's servers can reach through their Contact tag, most
+/// recently tagged first.
+pub fn clients() -> Result<Vec<ReachableClient>> {
+    request("clients")
 }
