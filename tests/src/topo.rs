@@ -336,6 +336,16 @@ impl Rport {
         Ok(serde_json::from_str(&out)?)
     }
 
+    /// `rport bindings --clients --json`: the clients a server can reach through their
+    /// Contact tag.
+    pub fn clients(&self) -> Result<serde_json::Value> {
+        let out = sh(std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns_name])
+            .arg(&self.bin)
+            .args(["bindings", "--clients", "--json"]))?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
     /// One counter, `group` "xdp" or "daemon".
     pub fn counter(&self, group: &str, name: &str) -> Result<u64> {
         let v = self.stats()?;

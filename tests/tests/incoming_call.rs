@@ -82,6 +82,9 @@ fn incoming_calls_ring_through_a_pbx_that_ignores_nat() {
     {
         let rport = t.rport(&pins, &["--contact", "off"]).unwrap();
         assert_eq!(register(&t, "nat1").successful, 1, "{}", log(&t));
+        // Seen, its Via rewritten, but no Contact tagged: no server can reach it.
+        assert_eq!(rport.clients().unwrap(), serde_json::json!([]));
+        assert_eq!(rport.stats().unwrap()["nat"]["reachable_clients"], 0);
         let (c, _) = incoming_calls(&t, "nat1", 2);
         assert_eq!(
             (c.successful, c.failed),
@@ -95,8 +98,23 @@ fn incoming_calls_ring_through_a_pbx_that_ignores_nat() {
     // rport: the REGISTER's Contact carries the phone's tag, the PBX stores it, and every
     // request it sends to that Contact is steered to the phone's NAT mapping.
     let rport = t.rport(&pins, &[]).unwrap();
+    assert_eq!(
+        rport.clients().unwrap(),
+        serde_json::json!([]),
+        "before the REGISTER"
+    );
     assert_eq!(register(&t, "phone").successful, 1, "{}", log(&t));
     assert!(rport.counter("daemon", "contacts_aliased").unwrap() >= 1);
+    // `rport bindings --clients`: the phone, reachable by the PBX at its NAT mapping.
+    let clients = rport.clients().unwrap();
+    let listed = clients.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{clients:#}");
+    let mapping = listed[0]["mapping"].as_str().unwrap();
+    assert!(mapping.starts_with("203.0.113.1:"), "{clients:#}");
+    assert_eq!(listed[0]["server"], "198.51.100.10", "{clients:#}");
+    let left = listed[0]["expires_in_s"].as_f64().unwrap();
+    assert!(left > 86_000.0 && left <= 86_400.0, "{clients:#}");
+    assert_eq!(rport.stats().unwrap()["nat"]["reachable_clients"], 1);
     let (nat0, phone0) = (udp_csum_errors(&t.nat), udp_csum_errors(&t.phone));
     let cap = Capture::start(&t.nat, "nat-out").unwrap();
     let (c, p) = incoming_calls(&t, "phone", N);

@@ -111,6 +111,8 @@ pub fn forward_frame<'f>(
     let mut cid = None;
     let mut changed = false;
     let mut new_plen = plen;
+    // Whether a Contact got the client's tag: the server can now reach it (issue 11).
+    let mut tagged = false;
     if !response {
         let policy = Policy {
             force_rport: rules.force_rport.iter().any(|n| in_net(src, *n)),
@@ -150,6 +152,7 @@ pub fn forward_frame<'f>(
             Ok(r) => {
                 DaemonStats::add(&stats.contacts_aliased, r.aliased as u64);
                 DaemonStats::add(&stats.contact_tags_removed, r.removed as u64);
+                tagged = r.aliased > 0;
                 if r.changed {
                     changed = true;
                     // The Call-ID may have moved (a Contact before it changed length).
@@ -171,7 +174,12 @@ pub fn forward_frame<'f>(
         None => crate::sip::rewrite::call_id(msg),
     };
     if let Some(cid) = cid {
-        nat.observe(cid, std::net::SocketAddr::new(src, h.sport), now);
+        nat.observe(
+            cid,
+            std::net::SocketAddr::new(src, h.sport),
+            now,
+            tagged.then_some(server),
+        );
     }
     let Ok(total) = inject::finish(frame, &h, new_plen) else {
         // TTL exhausted (a router drops it too) or a header that cannot hold the length.

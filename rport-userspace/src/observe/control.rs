@@ -20,7 +20,8 @@
 //! anything; a socket left by a killed daemon (nobody holds the lock) is replaced.
 //!
 //! One request line, one JSON reply line: `stats` (a [`Snapshot`]), `bindings` (its
-//! [`BindingRow`]s), or `{"error": "…"}`.
+//! [`BindingRow`]s), `clients` (the [`ReachableClient`]s of the NAT tracker), or
+//! `{"error": "…"}`.
 use std::{
     fs::{File, OpenOptions},
     io::{BufRead as _, BufReader, ErrorKind, Read as _, Seek as _, Write as _},
@@ -39,7 +40,10 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Value, json};
 
-use crate::observe::snapshot::{BindingRow, Snapshot, Sources};
+use crate::observe::{
+    nat::ReachableClient,
+    snapshot::{BindingRow, Snapshot, Sources},
+};
 
 /// The directory of every namespace's control socket (shared with the host by
 /// `ip netns exec`, unlike /sys).
@@ -292,6 +296,7 @@ fn reply(sources: &Sources, request: &str) -> Result<Value> {
     match request {
         "stats" => sources.snapshot()?.to_json(),
         "bindings" => Ok(serde_json::to_value(sources.snapshot()?.bindings)?),
+        "clients" => Ok(serde_json::to_value(sources.clients())?),
         other => bail!("unknown request {other:?}"),
     }
 }
@@ -388,6 +393,12 @@ pub fn stats() -> Result<Snapshot> {
 /// The running daemon's live bindings, newest first.
 pub fn bindings() -> Result<Vec<BindingRow>> {
     request("bindings")
+}
+
+/// The clients the running daemon's servers can reach through their Contact tag, most
+/// recently tagged first.
+pub fn clients() -> Result<Vec<ReachableClient>> {
+    request("clients")
 }
 
 #[cfg(test)]

@@ -92,6 +92,12 @@ pub fn render(sources: &Sources) -> Result<String> {
         "Clients seen from a new public address or port (their NAT dropped the old mapping)",
         snap.nat.rebindings,
     )?;
+    let reachable = IntGauge::new(
+        "rport_nat_reachable_clients",
+        "Clients whose Contact the daemon tagged, the tag still valid: a server can reach them",
+    )?;
+    reachable.set(snap.nat.reachable_clients as i64);
+    reg.register(Box::new(reachable))?;
     let mut out = Vec::new();
     TextEncoder::new()
         .encode(&reg.gather(), &mut out)

@@ -51,6 +51,7 @@ pub fn stats_reference() -> String {
 const NAT_FIELDS: &str = "\
 | `nat.clients` | Clients (Call-IDs of rewritten requests) tracked now; at most 65,536, idle ones forgotten after an hour when full. |
 | `nat.untracked` | Requests of new clients not tracked because the table was full of active ones. |
+| `nat.reachable_clients` | Clients tracked now whose Contact the daemon tagged within the tag's age limit (a day): a server can send them requests (`rport bindings --clients`; Prometheus: `rport_nat_reachable_clients`). |
 | `nat.rebindings` | A client seen from a new public address or port: its NAT dropped the old mapping, and calls to it were lost meanwhile (Prometheus: `rport_nat_rebindings_total`). |
 | `nat.recent_rebindings[]` | The latest 16, newest first: `at_unix`, `client` (Call-ID), `old` and `new` mapping, `old_age_s` (how long the old mapping had been idle). |
 ";
@@ -73,6 +74,19 @@ transaction), newest first.
 | `requests` | Requests seen (retransmissions included). |
 | `ifindex`, `vlan` | Ingress interface and outer VLAN id (0: untagged). |
 | `flags` | `rport`, `rport=N`, `received`, `nat` (sent-by is not the source), `port-changed`, `private`, `cgnat`, `name`, `ipv6`, `force-rport`, `fragment`. |
+
+`rport bindings --clients --json [--limit N]`: the clients a server can reach through
+their Contact tag (the daemon's NAT tracker, one per Call-ID: a phone's registration and
+each of its dialogs), most recently tagged first; those whose tag is past its age limit
+are left out.
+
+| field | meaning |
+|---|---|
+| `client` | Start of the Call-ID (at most 32 bytes). |
+| `mapping` | The NAT mapping the tag names (the observed source of the tagged message): where the server's requests are steered. |
+| `server` | The server address the tag was made for: only requests from it carry a valid tag. |
+| `tagged_s_ago` | Seconds since the daemon last tagged one of the client's Contacts. |
+| `expires_in_s` | Seconds until that tag is past its age limit (to its 16 s clock steps); a newer tag (a re-REGISTER) restarts it. |
 ";
 
 /// Compares `got` with the committed file at `path`, after rewriting it with `got` when

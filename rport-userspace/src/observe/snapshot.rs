@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::observe::{
     dstats::{DaemonCounters, DaemonStats},
-    nat::{NatState, NatTracker},
+    nat::{NatState, NatTracker, ReachableClient},
 };
 
 /// The groups `rport stats` shows the counters under, in this order (docs/STATS.md has
@@ -237,6 +237,12 @@ impl Sources {
     pub fn snapshot(&self) -> Result<Snapshot> {
         Snapshot::read(&self.pin_dir, Some(&self.live))
     }
+
+    /// The clients a server can reach through their Contact tag, most recently tagged
+    /// first: the `clients` request, read from the NAT tracker alone (no map to walk).
+    pub fn clients(&self) -> Vec<ReachableClient> {
+        self.live.nat.reachable(Instant::now())
+    }
 }
 
 /// Everything `rport stats` shows. Serialised (through a `serde_json::Value`, whose maps
@@ -357,7 +363,7 @@ mod tests {
         // the capture (which read 0 from it).
         let mut back = s.to_json().unwrap();
         let old: serde_json::Value = serde_json::from_str(STATS_REPLY).unwrap();
-        for group in ["xdp", "daemon"] {
+        for group in ["xdp", "daemon", "nat"] {
             let g = back[group].as_object_mut().unwrap();
             g.retain(|k, v| old[group].get(k).is_some() || v.as_u64() != Some(0));
         }
@@ -442,7 +448,7 @@ mod tests {
         assert!(j["daemon"].as_object().unwrap().values().all(|v| v == 0));
         assert_eq!(
             j["nat"],
-            serde_json::json!({"clients": 0, "untracked": 0, "rebindings": 0, "recent_rebindings": [],
+            serde_json::json!({"clients": 0, "untracked": 0, "reachable_clients": 0, "rebindings": 0, "recent_rebindings": [],
                 "refresh_gaps": {"le_20s": 0, "le_30s": 0, "le_60s": 0, "le_120s": 0, "le_300s": 0, "more": 0}})
         );
         assert_eq!(j["xdp"].as_object().unwrap().len(), Counter::ALL.len());

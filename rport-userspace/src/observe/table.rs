@@ -20,6 +20,7 @@ fn nat_rows(s: &Snapshot) -> impl Iterator<Item = (String, u64)> + '_ {
     [
         ("clients", n.clients),
         ("untracked", n.untracked),
+        ("reachable_clients", n.reachable_clients),
         ("rebindings", n.rebindings),
     ]
     .into_iter()
@@ -147,6 +148,7 @@ mod tests {
         now.daemon = DaemonCounters::from_values(std::array::from_fn(|i| 2 * i as u64));
         prev.daemon = now.daemon;
         (now.nat.clients, now.nat.untracked, now.nat.rebindings) = (37, 0, 4);
+        (now.nat.reachable_clients, prev.nat.reachable_clients) = (12, 10);
         now.nat.refresh_gaps = RefreshGaps([1, 2, 3, 4, 5, 6]);
         (prev.nat.clients, prev.nat.rebindings) = (30, 2);
         let got = format!(
@@ -168,11 +170,12 @@ mod tests {
     fn diagnosis_in_plain_language() {
         let t = NatTracker::default();
         let t0 = Instant::now();
-        t.observe(b"c1", "203.0.113.1:1".parse().unwrap(), t0);
+        t.observe(b"c1", "203.0.113.1:1".parse().unwrap(), t0, None);
         t.observe(
             b"c1",
             "203.0.113.1:2".parse().unwrap(),
             t0 + Duration::from_secs(58),
+            None,
         );
         let mut s = Snapshot {
             nat: t.state(),
