@@ -15,8 +15,13 @@ impl Scan {
             rule(s.flags == 0, "flags without a Via")?;
             rule(s.host_len == 0, "a host without a Via")?;
         }
-        rule(s.port <= 99_999, "port past five digits")?;
-        rule(s.rport <= 99_999, "rport past five digits")?;
+        // A malformed Via stops the scan where the grammar broke, the number it was reading
+        // left as it was (a sixth port digit: up to 999_999); the program passes such a
+        // packet before looking at any number (decide: `Outcome::MalformedVia`).
+        if s.found & found::MALFORMED == 0 {
+            rule(s.port <= 99_999, "port past five digits")?;
+            rule(s.rport <= 99_999, "rport past five digits")?;
+        }
         if s.found & found::MALFORMED == 0 && s.state == State::DONE {
             if s.flags & flags::RPORT_VALUE == 0 {
                 rule(s.rport == 0, "an rport value without the flag")?;
@@ -25,7 +30,10 @@ impl Scan {
         }
         if s.found & (found::VIA_DONE | found::MALFORMED) == found::VIA_DONE {
             // A complete value holds at least a sent-protocol and a host: `a/b/c d`.
-            rule(s.via_start + 7 <= s.via_end, "a Via value shorter than `a/b/c d`")?;
+            rule(
+                s.via_start + 7 <= s.via_end,
+                "a Via value shorter than `a/b/c d`",
+            )?;
             rule(s.via_end <= s.fed, "the Via value ends past what was fed")?;
         }
         if s.sent_by_v4().is_some() {

@@ -1570,3 +1570,15 @@ fn looking_for_more_never_changes_the_via() {
         }
     }
 }
+
+/// Found by the fuzzer (fuzz/fuzz_targets/scan.rs): a port of six or more digits whose
+/// first six are past 99999 makes the Via malformed, the port field left at the six
+/// digits read (not a number anything reads then); the invariants allow it.
+#[test]
+fn a_port_of_six_digits_is_malformed_and_its_value_unused() {
+    let m = b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:50605060;branch=z9hG4bK-9;rport\r\nCall-ID: c\r\n\r\n";
+    let s = Scan::run_chunked(m);
+    assert_eq!(s.found & found::MALFORMED, found::MALFORMED);
+    assert_eq!(s.port, 506_050);
+    invariants(&s, &"six-digit port");
+}
