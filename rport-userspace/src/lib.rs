@@ -41,6 +41,7 @@ pub mod sip {
     //! edit of it ([`rewrite`]) and the steering tag in the Contact URIs ([`contact`]).
     pub mod contact;
     pub mod headers;
+    pub mod props;
     pub mod rewrite;
     pub mod via;
 }

@@ -8,20 +8,10 @@ mod common;
 use std::net::IpAddr;
 
 use proptest::prelude::*;
-use rport_ebpf::scan::{Scan, found};
 use rport_userspace::sip::{
-    headers,
-    rewrite::{Observed, Policy, RewriteError, Rewritten, rewrite_top_via},
-    via::{self, TopVia, ViaError},
+    props::{self, rewrite},
+    rewrite::{Observed, Policy},
 };
-
-fn rewrite(m: &[u8], src: Observed, p: Policy) -> (Vec<u8>, Result<Rewritten, RewriteError>) {
-    let mut b = m.to_vec();
-    b.resize(m.len() + 256, 0);
-    let r = rewrite_top_via(&mut b, m.len(), src, p);
-    b.truncate(r.as_ref().map_or(m.len(), |r| r.len));
-    (b, r)
-}
 
 fn source() -> impl Strategy<Value = Observed> {
     prop_oneof![
@@ -37,84 +27,9 @@ fn source() -> impl Strategy<Value = Observed> {
     ]
 }
 
-/// The value of a parameter whose whole text (`;name=value`, SWS allowed) is `span`.
-fn param_value(m: &[u8], span: std::ops::Range<usize>) -> &[u8] {
-    let p = &m[span];
-    let eq = p.iter().position(|&c| c == b'=').unwrap();
-    p[eq + 1..].trim_ascii()
-}
-
+/// The properties (rport_userspace::sip::props, shared with the fuzzer) as a test case.
 fn check(m: &[u8], src: Observed, policy: Policy) -> Result<(), TestCaseError> {
-    let (out, r) = rewrite(m, src, policy);
-    let parsed = via::parse_top_via(m);
-    let r = match r {
-        Err(e) => {
-            // Whatever the reason, the message goes on as it came.
-            prop_assert_eq!(&out[..], m);
-            let want = match parsed {
-                Err(ViaError::NotSip) => RewriteError::NotSip,
-                Err(ViaError::NoVia) => RewriteError::NoVia,
-                Err(ViaError::Malformed) => RewriteError::MalformedVia,
-                // Two `received`: a good Via, but not one to rewrite.
-                Ok(v) if v.received_twice => RewriteError::MalformedVia,
-                Ok(_) => RewriteError::NoRoom,
-            };
-            prop_assert_eq!(e, want);
-            return Ok(());
-        }
-        Ok(r) => r,
-    };
-    prop_assert_eq!(r.changed, out != m);
-    // The Call-ID it reports is the result's.
-    prop_assert_eq!(r.call_id.clone().map(|c| &out[c]), headers::call_id(&out));
-    if !r.changed {
-        return Ok(());
-    }
-    let before: TopVia = parsed.expect("changed, so the Via parsed");
-    // The output follows the grammar (so no parameter is there twice) ...
-    let after = via::parse_top_via(&out);
-    prop_assert!(
-        after.is_ok(),
-        "{:?}: {}",
-        after,
-        String::from_utf8_lossy(&out)
-    );
-    let after = after.unwrap();
-    // ... and changed nothing outside the top Via value.
-    prop_assert_eq!(after.value.start, before.value.start);
-    prop_assert_eq!(&out[..after.value.start], &m[..before.value.start]);
-    prop_assert_eq!(&out[after.value.end..], &m[before.value.end..]);
-    // The same sent-by and branch, so the same key ...
-    prop_assert_eq!(&out[after.host.clone()], &m[before.host.clone()]);
-    prop_assert_eq!(after.host_kind, before.host_kind);
-    prop_assert_eq!(after.port, before.port);
-    prop_assert_eq!(
-        after.branch.clone().map(|b| &out[b]),
-        before.branch.clone().map(|b| &m[b])
-    );
-    prop_assert_eq!(via::transaction_key(&out), via::transaction_key(m));
-    // ... on the XDP side too: the response echoes this Via, and must find the binding
-    // the request was recorded under.
-    let (s_req, s_out) = (Scan::run_chunked(m), Scan::run_chunked(&out));
-    prop_assert_eq!(s_out.found & found::MALFORMED, 0);
-    prop_assert_eq!(s_out.key(), s_req.key());
-    // received and rport as observed.
-    let received = after.received.clone().expect("received set");
-    let addr = src.addr.to_string();
-    prop_assert_eq!(param_value(&out, received), addr.as_bytes());
-    let wants_rport = before.rport.is_some() || policy.force_rport;
-    prop_assert_eq!(r.rport_set, wants_rport);
-    if wants_rport {
-        prop_assert_eq!(after.rport.map(|r| r.port), Some(Some(src.port)));
-    } else {
-        // No rport asked for and none written.
-        prop_assert!(after.rport.is_none());
-    }
-    // Idempotent: a second pass finds nothing to do.
-    let (twice, r2) = rewrite(&out, src, policy);
-    prop_assert_eq!(&twice, &out);
-    prop_assert!(!r2.unwrap().changed);
-    Ok(())
+    props::check_rewrite(m, src, policy).map_err(TestCaseError::fail)
 }
 
 proptest! {
@@ -148,4 +63,21 @@ fn sent_by_is_compared_as_an_address() {
         let (_, r) = rewrite(m.as_bytes(), src, Policy::default());
         assert_eq!(r.unwrap().changed, changed, "{host}");
     }
+}
+
+/// Found by the fuzzer (fuzz/open/rewrite-706a2924), not fixed: removing a
+/// client's `rptag` (here valueless, the last parameter) takes `;` onwards but leaves the
+/// whitespace before that `;`, which now trails the value:
+/// `;rp\t\t\t\t\t\t\t;\t\t\t\t\tRPTAg\r\n` becomes `;rp\t\t\t\t\t\t\t\r\n`. The result parses (same
+/// sent-by, branch, key), but the parser's value now ends before the tabs, so "bytes after
+/// the value unchanged" fails.
+#[test]
+#[ignore = "open fuzz finding: bytes after the top Via value change (see the report)"]
+fn fuzz_finding_bytes_after_the_via_value() {
+    let m = b"ZESTEZ s:198.51.,10z.10 SIP/2.0\r\nVia: SIP/2.0/UP 192.1;received;rp\t\t\t\t\t\t\t;\t\t\t\t\tRPTAg\r\nv:\r\n\r;expires=60 \n\n";
+    let src = Observed {
+        addr: "2001:db8:1::60".parse().unwrap(),
+        port: 5062,
+    };
+    check(m, src, Policy::default()).unwrap();
 }

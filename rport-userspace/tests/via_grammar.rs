@@ -9,113 +9,19 @@
 mod common;
 
 use proptest::prelude::*;
-use rport_common::{SCAN_WINDOW, flags, hash};
-use rport_ebpf::scan::{Scan, found};
+use rport_common::flags;
 use rport_userspace::sip::{
-    headers,
-    rewrite::{Policy, rewrite_top_via},
-    via::{self, HostKind, ViaError},
+    props::{self, Verdict},
+    via,
 };
 
-/// What both sides concluded about a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    /// Not SIP to the rewrite (bad start line, no end of headers): not compared.
-    NotSip,
-    NoVia,
-    Malformed,
-    Ok,
-}
-
-/// Checks that the scanner and the parser agree on `m`; returns their common verdict.
+/// The comparison (rport_userspace::sip::props, shared with the fuzzer) as a test case.
 fn agree(m: &[u8]) -> Result<Verdict, TestCaseError> {
-    assert!(
-        m.len() <= SCAN_WINDOW as usize,
-        "keep messages in the window"
-    );
-    let s = Scan::run_chunked(m);
-    // The XDP loop's dispatch is the byte-step machine.
-    prop_assert_eq!(s, Scan::run(m), "run_chunked and run disagree");
-    let Some(h) = headers::frame(m) else {
-        return Ok(Verdict::NotSip);
-    };
-    let v = match via::parse_top_via_in(m, &h) {
-        Err(ViaError::NotSip) => unreachable!("framed"),
-        Err(ViaError::NoVia) => {
-            prop_assert_eq!(s.found & found::VIA, 0, "the scanner found a Via: {:?}", s);
-            return Ok(Verdict::NoVia);
-        }
-        Err(ViaError::Malformed) => {
-            prop_assert_eq!(
-                s.found & (found::VIA | found::MALFORMED),
-                found::VIA | found::MALFORMED,
-                "the scanner took the Via for a good one: {:?}",
-                s
-            );
-            return Ok(Verdict::Malformed);
-        }
-        Ok(v) => v,
-    };
-    prop_assert_eq!(
-        s.found & (found::VIA | found::VIA_DONE | found::MALFORMED),
-        found::VIA | found::VIA_DONE,
-        "the scanner found no good Via: {:?}",
-        s
-    );
-    prop_assert_eq!(
-        (s.via_start as usize, s.via_end as usize),
-        (v.value.start, v.value.end),
-        "where the top Via value is"
-    );
-    prop_assert_eq!(s.flags, v.flags(m), "flags: scanner {:#x}", s.flags);
-    prop_assert_eq!(s.host_len as usize, v.host.len());
-    prop_assert_eq!(
-        s.host_hash,
-        hash::bytes(hash::FNV_OFFSET, &m[v.host.clone()])
-    );
-    prop_assert_eq!(s.port, v.port.unwrap_or(0) as u32);
-    let v4 = match v.host_kind {
-        HostKind::V4(a) => Some(a),
-        _ => None,
-    };
-    prop_assert_eq!(s.sent_by_v4(), v4);
-    prop_assert_eq!(
-        s.rport,
-        v.rport.as_ref().and_then(|r| r.port).unwrap_or(0) as u32
-    );
-    prop_assert_eq!(s.found & found::BRANCH != 0, v.branch.is_some());
-    let branch = v.branch.clone().map(|r| &m[r]).unwrap_or_default();
-    prop_assert_eq!(s.branch_hash, hash::bytes(hash::FNV_OFFSET, branch));
-    prop_assert_eq!(Some(s.key()), via::transaction_key(m), "transaction key");
-    Ok(Verdict::Ok)
+    props::agree(m).map_err(TestCaseError::fail)
 }
 
-/// What the XDP program's choice rests on agrees with what the rewrite does: a request it
-/// would pass on without handing it over (a good Via, no rport, the sent-by an IPv4
-/// literal that is the source) is one the rewrite leaves alone; a malformed one is never
-/// edited.
 fn decisions_agree(m: &[u8], verdict: Verdict) -> Result<(), TestCaseError> {
-    if m.starts_with(b"SIP/2.0 ") {
-        return Ok(());
-    }
-    let mut b = m.to_vec();
-    b.resize(m.len() + 256, 0);
-    let r = rewrite_top_via(&mut b, m.len(), common::SRC, Policy::default());
-    if verdict == Verdict::Malformed {
-        prop_assert!(r.is_err());
-        prop_assert_eq!(&b[..m.len()], m);
-    }
-    let s = Scan::run_chunked(m);
-    let xdp_hands_over = s.flags & (flags::RPORT_EMPTY | flags::RPORT_VALUE) != 0
-        || s.sent_by_v4() != Some([203, 0, 113, 1]);
-    if r.is_ok_and(|r| r.changed) {
-        prop_assert_eq!(verdict, Verdict::Ok);
-        prop_assert!(
-            xdp_hands_over,
-            "XDP would pass a request the rewrite changes"
-        );
-    }
-    Ok(())
+    props::decisions_agree(m, verdict, common::SRC).map_err(TestCaseError::fail)
 }
 
 proptest! {

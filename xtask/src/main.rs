@@ -1,4 +1,4 @@
-//! `cargo xtask setup|build|test|demo|bench`: the project's entry points.
+//! `cargo xtask setup|build|test|demo|bench|fuzz`: the project's entry points.
 //!
 //! `setup` is idempotent and fast when everything is present, and every other command
 //! runs it first, so a fresh clone needs nothing but `cargo xtask test`.
@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Install what building and testing need (the XDP program's pinned nightly with
-    /// rust-src, bpf-linker against its LLVM, Debian packages).
+    /// rust-src, bpf-linker against its LLVM, cargo-fuzz, Debian packages).
     Setup,
     /// Build the XDP object and the `rport` binary that embeds it.
     Build {
@@ -40,7 +40,25 @@ enum Cmd {
         #[arg(long)]
         quick: bool,
     },
+    /// Run the cargo-fuzz targets (fuzz/) one after the other, each for a bounded time
+    /// from its seed corpus, with the SIP dictionary; prints execs, execs/s and failures
+    /// per target and fails if any target found one.
+    Fuzz {
+        /// One target (rewrite, contact, scan, message, pcap); all when omitted.
+        target: Option<String>,
+        /// Minutes per target (default 1).
+        #[arg(long, conflicts_with = "seconds")]
+        minutes: Option<u64>,
+        /// Seconds per target (CI).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
 }
+
+/// The fuzz targets (fuzz/Cargo.toml), in the order `cargo xtask fuzz` runs them.
+const FUZZ_TARGETS: &[&str] = &["rewrite", "contact", "scan", "message", "pcap"];
+/// The cargo-fuzz release setup installs.
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Debian packages the tests and the demo use.
 const DEBIAN_PACKAGES: &[&str] = &[
@@ -117,7 +135,89 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Fuzz {
+            target,
+            minutes,
+            seconds,
+        } => {
+            let targets: Vec<&str> = match target.as_deref() {
+                None => FUZZ_TARGETS.to_vec(),
+                Some(t) if FUZZ_TARGETS.contains(&t) => vec![t],
+                Some(t) => bail!("unknown fuzz target {t:?} ({})", FUZZ_TARGETS.join(", ")),
+            };
+            setup()?;
+            fuzz(&targets, seconds.unwrap_or(60 * minutes.unwrap_or(1)))
+        }
     }
+}
+
+/// Builds the fuzz crate once, then runs each target for `secs` seconds. No sanitizer:
+/// the code under test is safe Rust (an out-of-bounds index panics by itself), and
+/// without ASan a target runs about twice as many inputs; debug assertions stay on
+/// (cargo-fuzz's default), so overflow and `debug_assert!` still fail a run.
+fn fuzz(targets: &[&str], secs: u64) -> Result<()> {
+    let tc = format!("+{}", ebpf_toolchain()?);
+    let dir = workspace_root().join("fuzz");
+    run(cargo_fuzz(&tc, &dir).args(["build", "--sanitizer", "none"]))?;
+    let mut failed = Vec::new();
+    for t in targets {
+        std::fs::create_dir_all(dir.join("artifacts").join(t))?;
+        let o = cargo_fuzz(&tc, &dir)
+            .args(["run", "--sanitizer", "none", t])
+            // The seeds (committed) and what the runs added (ignored by git).
+            .arg(format!("corpus/{t}"))
+            .args(["--", "-dict=dict/sip.dict", "-print_final_stats=1"])
+            .arg(format!("-max_total_time={secs}"))
+            .arg(format!("-artifact_prefix=artifacts/{t}/"))
+            .output()
+            .with_context(|| format!("running fuzz target {t}"))?;
+        let log = String::from_utf8_lossy(&o.stderr);
+        let stat = |name: &str| {
+            log.lines()
+                .find_map(|l| l.strip_prefix(&format!("stat::{name}:")))
+                .map_or("?", str::trim)
+                .to_string()
+        };
+        let crashed = !o.status.success();
+        println!(
+            "fuzz {t:8} {secs:>5} s  execs {:>12}  execs/s {:>8}  failures {}",
+            stat("number_of_executed_units"),
+            stat("average_exec_per_sec"),
+            u32::from(crashed)
+        );
+        if crashed {
+            // The panic and the input libFuzzer saved (fuzz/artifacts/TARGET/).
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("panicked")
+                        || l.contains("Test unit written")
+                        || l.starts_with("SUMMARY")
+                })
+                .collect();
+            eprintln!("{}", tail.join("\n"));
+            failed.push(*t);
+        }
+    }
+    if !failed.is_empty() {
+        bail!(
+            "fuzz: {} failed; reproduce with `cargo {tc} fuzz run -s none TARGET fuzz/artifacts/TARGET/FILE` in fuzz/",
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn cargo_fuzz(toolchain: &str, dir: &Path) -> Command {
+    // Through rustup's cargo, not $CARGO (the stable one running xtask), so that the
+    // `+toolchain` picks the nightly.
+    let mut c = Command::new("cargo");
+    c.env_remove("RUSTC")
+        .env_remove("CARGO")
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .current_dir(dir)
+        .args([toolchain, "fuzz"]);
+    c
 }
 
 /// One part of the `bench` binary (rport-tests/src/bin/bench.rs).
@@ -350,7 +450,20 @@ fn setup() -> Result<()> {
             );
         }
     }
-    // 3. Debian packages for the namespace tests and the demo.
+    // 3. cargo-fuzz for `cargo xtask fuzz` (run with the pinned nightly).
+    let have_fuzz = output(Command::new("cargo").args(["fuzz", "--version"]))
+        .is_ok_and(|v| v.split_whitespace().nth(1) == Some(CARGO_FUZZ_VERSION));
+    if !have_fuzz {
+        eprintln!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+        run(cargo().args([
+            "install",
+            "cargo-fuzz",
+            "--locked",
+            "--version",
+            CARGO_FUZZ_VERSION,
+        ]))?;
+    }
+    // 4. Debian packages for the namespace tests and the demo.
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .copied()

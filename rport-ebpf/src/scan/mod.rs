@@ -88,6 +88,8 @@
 
 use rport_common::{flags, hash};
 
+#[cfg(not(target_arch = "bpf"))]
+mod check;
 mod ruri;
 mod swar;
 #[cfg(test)]

@@ -1382,63 +1382,17 @@ mod tests {
         }
     }
 
-    /// The stretches of `m` between Contact header values, and the values.
-    fn split(m: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        let h = headers::frame(m).unwrap();
-        let (mut outside, mut values, mut at, mut prev) = (Vec::new(), Vec::new(), h.start, 0);
-        while let Some((v, next)) = headers::find_from(m, &h, at, b"contact", b"m") {
-            outside.push(m[prev..v.start].to_vec());
-            values.push(m[v.clone()].to_vec());
-            prev = v.end;
-            at = next;
-        }
-        outside.push(m[prev..].to_vec());
-        (outside, values)
-    }
-
     fn apply(
         m: &[u8],
         src: Observed,
         p: ContactPolicy,
     ) -> (Vec<u8>, Result<ContactRewritten, RewriteError>) {
-        let mut b = m.to_vec();
-        b.resize(m.len() + 1500, 0xaa);
-        let r = rewrite_contacts(&mut b, m.len(), src, p);
-        if r.is_err() {
-            assert_eq!(&b[..m.len()], m);
-            assert!(b[m.len()..].iter().all(|&c| c == 0xaa));
-        }
-        b.truncate(r.as_ref().map_or(m.len(), |r| r.len));
-        (b, r)
+        crate::sip::props::contacts(m, src, p).unwrap()
     }
 
-    /// What holds of any result: an error changed nothing (checked in [`apply`]); a second
-    /// run changes nothing; nothing outside the Contact values moved; every rptag URI
-    /// parameter left is exactly ours, one per aliased URI.
+    /// The properties (crate::sip::props, shared with the fuzzer) as a test case.
     fn invariants(m: &[u8], src: Observed, t: Option<&str>) -> Result<(), TestCaseError> {
-        let p = policy(t);
-        let (once, r) = apply(m, src, p);
-        let Ok(r) = r else { return Ok(()) };
-        prop_assert_eq!(r.changed, once != m);
-        let (twice, r2) = apply(&once, src, p);
-        let r2 = r2.unwrap();
-        prop_assert_eq!(&twice, &once);
-        prop_assert!(!r2.changed);
-        prop_assert_eq!(
-            (r2.aliased, r2.removed, r2.contacts),
-            (r.aliased, 0, r.contacts)
-        );
-        prop_assert_eq!(split(m).0, split(&once).0);
-        // Without a tag to give, every rptag URI parameter goes: exactly one per URI
-        // that got ours, none of a client's.
-        let (bare, r3) = apply(&once, src, ContactPolicy::default());
-        let r3 = r3.unwrap();
-        prop_assert_eq!((r3.removed, r3.aliased), (r.aliased, 0));
-        if t.is_none() {
-            prop_assert_eq!(r.aliased, 0);
-        }
-        prop_assert_eq!(split(&bare).0, split(m).0);
-        Ok(())
+        crate::sip::props::check_contacts(m, src, policy(t)).map_err(TestCaseError::fail)
     }
 
     proptest! {

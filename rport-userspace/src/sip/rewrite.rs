@@ -385,28 +385,25 @@ pub fn rewrite_top_via(
     })
 }
 
-/// `rport rewrite`: one message from stdin, to stdout as rport would forward it: the top
-/// Via rewritten, then the Contact URIs aliased ([`super::contact`]) with a tag made for
-/// `source` and `server` under a throwaway random key (a tag no gateway accepts: it shows
-/// where the tag goes and its length, not a value to reuse). The Via gets no tag here.
-pub fn run_cli(source: SocketAddr, server: IpAddr, force_rport: bool) -> ExitCode {
-    let mut input = Vec::new();
-    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
-        eprintln!("rport: reading stdin: {e}");
-        return ExitCode::FAILURE;
-    }
+/// `rport rewrite` without its input, output and key: `input` as rport would forward it,
+/// the top Via rewritten (no tag in it), then the Contact URIs aliased with `tag`. A
+/// message whose Via or Contacts rport forwards untouched comes out with those untouched;
+/// `Err` is a message rport would not forward as SIP (or one that outgrew its room).
+pub fn rewrite_message(
+    input: &[u8],
+    observed: Observed,
+    force_rport: bool,
+    tag: rport_common::tag::TagBuf,
+) -> Result<Vec<u8>, RewriteError> {
     let len = input.len();
+    let mut buf = input.to_vec();
     // Room for the Via's parameters and for the most Contact edits, each with a tag.
-    input.resize(
+    buf.resize(
         len + 256 + super::contact::MAX_EDITS * (rport_common::tag::BUF_LEN + 16),
         0,
     );
-    let observed = Observed {
-        addr: source.ip(),
-        port: source.port(),
-    };
     let len = match rewrite_top_via(
-        &mut input,
+        &mut buf,
         len,
         observed,
         Policy {
@@ -417,10 +414,36 @@ pub fn run_cli(source: SocketAddr, server: IpAddr, force_rport: bool) -> ExitCod
         Ok(r) => r.len,
         // A SIP message rport would forward with its Via untouched.
         Err(RewriteError::NoVia | RewriteError::MalformedVia) => len,
-        Err(e) => {
-            eprintln!("rport: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return Err(e),
+    };
+    let len = match super::contact::rewrite_contacts(
+        &mut buf,
+        len,
+        observed,
+        super::contact::ContactPolicy { tag: Some(tag) },
+    ) {
+        Ok(r) => r.len,
+        // Forwarded with its Contacts as they came.
+        Err(RewriteError::MalformedContact | RewriteError::TooManyContacts) => len,
+        Err(e) => return Err(e),
+    };
+    buf.truncate(len);
+    Ok(buf)
+}
+
+/// `rport rewrite`: one message from stdin, to stdout as rport would forward it
+/// ([`rewrite_message`]), the Contacts aliased with a tag made for `source` and `server`
+/// under a throwaway random key (a tag no gateway accepts: it shows where the tag goes and
+/// its length, not a value to reuse). The Via gets no tag here.
+pub fn run_cli(source: SocketAddr, server: IpAddr, force_rport: bool) -> ExitCode {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        eprintln!("rport: reading stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let observed = Observed {
+        addr: source.ip(),
+        port: source.port(),
     };
     let key = match crate::datapath::keys::Key::generate() {
         Ok(k) => k,
@@ -441,22 +464,16 @@ pub fn run_cli(source: SocketAddr, server: IpAddr, force_rport: bool) -> ExitCod
         server,
         std::time::Instant::now(),
     );
-    let len = match super::contact::rewrite_contacts(
-        &mut input,
-        len,
-        observed,
-        super::contact::ContactPolicy { tag: Some(tag) },
-    ) {
-        Ok(r) => r.len,
-        // Forwarded with its Contacts as they came.
-        Err(RewriteError::MalformedContact | RewriteError::TooManyContacts) => len,
+    match rewrite_message(&input, observed, force_rport, tag) {
+        Ok(out) => {
+            let _ = std::io::stdout().write_all(&out);
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("rport: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    let _ = std::io::stdout().write_all(&input[..len]);
-    ExitCode::SUCCESS
+    }
 }
 
 #[cfg(test)]
