@@ -328,6 +328,16 @@ pub fn rewrite_top_via(
     // The tag: the old one (anyone's) replaced where it stands, else appended last.
     let tag = Param::Tag(policy.tag);
     match &v.tag {
+        // Removed (no tag of ours to put there): the whitespace before its `;` goes with
+        // it, or a tag that was the last parameter would leave that whitespace trailing
+        // the value, outside of it once the value ends earlier (a fuzz finding).
+        Some(r) if policy.tag.is_none() => {
+            let mut start = r.start;
+            while start > v.value.start && matches!(m[start - 1], b' ' | b'\t') {
+                start -= 1;
+            }
+            push(Edit::new(start..r.end, tag))
+        }
         Some(r) => push(Edit::new(r.clone(), tag)),
         None if policy.tag.is_some() => push(Edit::new(at..at, tag)),
         None => {}
