@@ -69,6 +69,18 @@ fn sent_by_is_compared_as_an_address() {
 /// `rptag` (here valueless, the last parameter) took `;` onwards but left the whitespace
 /// before that `;` trailing the value, outside of it once the value ended earlier, so
 /// "bytes after the value unchanged" failed. The removal now takes that whitespace too.
+/// The same with a fold before the `;` (fuzz/corpus/rewrite/seed-found-fd644025): the
+/// line break of the fold is whitespace too, and goes with the removed tag.
+#[test]
+fn fuzz_finding_a_fold_before_a_removed_tag() {
+    let m = b"REGISTE sip:b158.19.100n10 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.11.9\r\n ;rptag=                    r   \r\n\r\n";
+    let src = Observed {
+        addr: "203.0.113.11".parse().unwrap(),
+        port: 5060,
+    };
+    check(m, src, Policy::default()).unwrap();
+}
+
 #[test]
 fn fuzz_finding_bytes_after_the_via_value() {
     let m = b"ZESTEZ s:198.51.,10z.10 SIP/2.0\r\nVia: SIP/2.0/UP 192.1;received;rp\t\t\t\t\t\t\t;\t\t\t\t\tRPTAg\r\nv:\r\n\r;expires=60 \n\n";

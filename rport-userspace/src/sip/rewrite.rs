@@ -329,11 +329,12 @@ pub fn rewrite_top_via(
     let tag = Param::Tag(policy.tag);
     match &v.tag {
         // Removed (no tag of ours to put there): the whitespace before its `;` goes with
-        // it, or a tag that was the last parameter would leave that whitespace trailing
-        // the value, outside of it once the value ends earlier (a fuzz finding).
+        // it, folds included (a line break inside a header value is one), or a tag that was
+        // the last parameter would leave that whitespace trailing the value, outside of it
+        // once the value ends earlier (two fuzz findings).
         Some(r) if policy.tag.is_none() => {
             let mut start = r.start;
-            while start > v.value.start && matches!(m[start - 1], b' ' | b'\t') {
+            while start > v.value.start && matches!(m[start - 1], b' ' | b'\t' | b'\r' | b'\n') {
                 start -= 1;
             }
             push(Edit::new(start..r.end, tag))
