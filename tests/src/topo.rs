@@ -66,6 +66,17 @@ pub fn server_leg(gw: &Ns, server: &Ns) -> Result<()> {
     wire(server, "srv0", SERVER, gw, GW_INSIDE, GW_INSIDE_ADDR)
 }
 
+/// The home router's NAT in `ns`: source addresses and ports rewritten on `nat-out`,
+/// ports randomised, as a home router or CGNAT does (so a phone's 5060 becomes some other
+/// public port). `rules`: where the nftables file is written.
+pub fn masquerade(ns: &Ns, rules: &Path) -> Result<()> {
+    std::fs::write(
+        rules,
+        "table ip rportnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"nat-out\" masquerade random\n }\n}\n",
+    )?;
+    sh(ns.cmd("nft").arg("-f").arg(rules)).map(|_| ())
+}
+
 /// IPv4 forwarding on (a router's namespace).
 pub fn forwarding(ns: &Ns) -> Result<()> {
     sh(ns.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=1"])).map(|_| ())
@@ -105,12 +116,7 @@ impl NatTopology {
         forwarding(&t.gw)?;
         // The NAT: source addresses and ports rewritten, ports randomised, as a home router
         // or CGNAT does (so the phone's 5060 becomes some other public port).
-        let rules = t.dir.join("nat.nft");
-        std::fs::write(
-            &rules,
-            "table ip rportnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"nat-out\" masquerade random\n }\n}\n",
-        )?;
-        sh(t.nat.cmd("nft").arg("-f").arg(&rules))?;
+        masquerade(&t.nat, &t.dir.join("nat.nft"))?;
         Ok(t)
     }
 
@@ -199,12 +205,7 @@ impl NatTopology {
             "192.0.2.2",
         )?;
         forwarding(&h.nat)?;
-        let rules = self.dir.join("nat2.nft");
-        std::fs::write(
-            &rules,
-            "table ip rportnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"nat-out\" masquerade random\n }\n}\n",
-        )?;
-        sh(h.nat.cmd("nft").arg("-f").arg(&rules))?;
+        masquerade(&h.nat, &self.dir.join("nat2.nft"))?;
         Ok(h)
     }
 }
@@ -475,12 +476,7 @@ impl TwoGatewayTopology {
         for ns in [&t.nat, &t.gw1, &t.gw2] {
             sh(ns.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]))?;
         }
-        let rules = t.dir.join("nat.nft");
-        std::fs::write(
-            &rules,
-            "table ip rportnat {\n chain post {\n  type nat hook postrouting priority srcnat;\n  oifname \"nat-out\" masquerade random\n }\n}\n",
-        )?;
-        sh(t.nat.cmd("nft").arg("-f").arg(&rules))?;
+        masquerade(&t.nat, &t.dir.join("nat.nft"))?;
         Ok(t)
     }
 
