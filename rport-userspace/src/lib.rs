@@ -14,6 +14,8 @@
 //!   the table;
 //! - [`cli`]: one module per subcommand that needs more than a line in main.rs.
 
+pub mod capture;
+
 pub mod cli {
     //! The subcommands: `rport run` (the daemon), `rport stats`, `rport bindings`,
     //! `rport check` and `rport replay`.
@@ -41,6 +43,7 @@ pub mod sip {
     //! edit of it ([`rewrite`]) and the steering tag in the Contact URIs ([`contact`]).
     pub mod contact;
     pub mod headers;
+    pub mod message;
     pub mod props;
     pub mod rewrite;
     pub mod via;

@@ -40,9 +40,9 @@ enum Cmd {
     },
     /// Check that this machine can run rport (privileges, kernel, bpffs).
     Check,
-    /// Run the XDP program over the packets of a pcap file and report what it does.
+    /// Run a capture through the XDP program and the daemon's rewrite: what rport would do.
     Replay {
-        /// A pcap file (Ethernet link type).
+        /// A capture: pcap or pcapng; Ethernet, Linux cooked (`tcpdump -i any`) or raw IP.
         file: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
@@ -54,6 +54,11 @@ enum Cmd {
         /// interface (responses get steered only there).
         #[arg(long = "server", value_name = "ADDR")]
         servers: Vec<std::net::IpAddr>,
+        /// The deployment's steering-tag key file (`rport run --tag-key`): tags in the
+        /// capture are then checked as the gateway checks them (default: a key of the
+        /// replay's own, so every tag in the capture is invalid).
+        #[arg(long, value_name = "PATH")]
+        tag_key: Option<PathBuf>,
     },
 }
 
@@ -107,7 +112,8 @@ fn main() -> ExitCode {
             json,
             sip_ports,
             servers,
-        } => replay::run(&file, json, &sip_ports, &servers),
+            tag_key,
+        } => replay::run(&file, json, &sip_ports, &servers, tag_key.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -69,6 +69,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "conntrack",
     // tx checksum offload off on a test egress: checksums materialized as a NIC would.
     "ethtool",
+    // `tcpdump -i any` makes the capture `rport replay` is tested on (tests/tests/replay.rs).
+    "tcpdump",
     // promtool, to check the metrics exposition.
     "prometheus",
     // A real phone for the incoming-call test (tests/tests/baresip_call.rs); without

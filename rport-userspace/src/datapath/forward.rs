@@ -18,10 +18,7 @@ use crate::{
         loader::{LoadConfig, Loaded},
     },
     observe::{dstats::DaemonStats, nat::NatTracker},
-    sip::{
-        contact::{ContactPolicy, rewrite_contacts},
-        rewrite::{Observed, Policy, RewriteError, rewrite_top_via},
-    },
+    sip::message,
 };
 
 /// The forwarding threads: their counters (read by the control socket) and handles.
@@ -69,13 +66,6 @@ pub struct Rules {
     pub contact_alias: bool,
 }
 
-/// A response whose Contacts are the client's own: 1xx and 2xx (RFC 3261 §12.1.1: they
-/// set the remote target of the dialog). A 3xx's Contacts are where to go instead, a
-/// 4xx-6xx's are no target: neither is where the client can be reached.
-fn contact_is_target(m: &[u8]) -> bool {
-    m.get(8).is_some_and(|c| *c == b'1' || *c == b'2')
-}
-
 /// Rewrites one frame in place and queues it on `sender`: a request's top Via (RFC 3581)
 /// and, for a request or a client's 1xx/2xx, its Contacts (the client's steering tag in
 /// each URI, `sip::contact`). Anything rport cannot rewrite is still a good packet: it
@@ -94,13 +84,8 @@ pub fn forward_frame<'f>(
         return;
     };
     let src = inject::source(&h);
-    let observed = Observed {
-        addr: src,
-        port: h.sport,
-    };
     let server = inject::destination(&h);
     let (p0, plen) = (h.payload as usize, h.payload_len as usize);
-    let response = frame[p0..].starts_with(b"SIP/2.0 ");
     // IPv6 is never fragmented on the way (only the client may): bound the rewrite so the
     // packet still fits the MTU, else it goes on unchanged (counted as no_room).
     let room_end = if h.ipv6 {
@@ -108,68 +93,19 @@ pub fn forward_frame<'f>(
     } else {
         frame.len()
     };
-    let mut cid = None;
-    let mut changed = false;
-    let mut new_plen = plen;
-    // Whether a Contact got the client's tag: the server can now reach it (issue 11).
-    let mut tagged = false;
-    if !response {
-        let policy = Policy {
-            force_rport: rules.force_rport.iter().any(|n| in_net(src, *n)),
-            tag: Some(rules.signer.via_tag((src, h.sport), (server, h.dport), now)),
-        };
-        match rewrite_top_via(
-            &mut frame[p0..room_end.max(p0 + plen)],
-            plen,
-            observed,
-            policy,
-        ) {
-            Ok(r) => {
-                if r.changed {
-                    changed = true;
-                    DaemonStats::add(&stats.rewritten, 1);
-                    DaemonStats::add(&stats.received_added, r.received_set as u64);
-                    DaemonStats::add(&stats.rport_filled, r.rport_set as u64);
-                }
-                cid = r.call_id;
-                new_plen = r.len;
-            }
-            Err(RewriteError::NoRoom) => DaemonStats::add(&stats.no_room, 1),
-            Err(_) => DaemonStats::add(&stats.rewrite_errors, 1),
-        }
-    }
-    // Contacts after the Via: each edit is measured against the message as it is now.
-    if rules.contact_alias && (!response || contact_is_target(&frame[p0..p0 + new_plen])) {
-        let policy = ContactPolicy {
-            tag: Some(rules.signer.contact_tag((src, h.sport), server, now)),
-        };
-        match rewrite_contacts(
-            &mut frame[p0..room_end.max(p0 + new_plen)],
-            new_plen,
-            observed,
-            policy,
-        ) {
-            Ok(r) => {
-                DaemonStats::add(&stats.contacts_aliased, r.aliased as u64);
-                DaemonStats::add(&stats.contact_tags_removed, r.removed as u64);
-                tagged = r.aliased > 0;
-                if r.changed {
-                    changed = true;
-                    // The Call-ID may have moved (a Contact before it changed length).
-                    cid = None;
-                    new_plen = r.len;
-                }
-            }
-            Err(RewriteError::NoRoom) => DaemonStats::add(&stats.no_room, 1),
-            Err(_) => DaemonStats::add(&stats.contact_errors, 1),
-        }
-    }
-    if !changed {
-        DaemonStats::add(&stats.unchanged, 1);
-    }
+    let r = message::rewrite(
+        &mut frame[p0..room_end.max(p0 + plen)],
+        plen,
+        (src, h.sport),
+        (server, h.dport),
+        rules,
+        stats,
+        now,
+    );
+    let (new_plen, tagged) = (r.len, r.tagged);
     let msg = &frame[p0..p0 + new_plen];
     // The rewrite found the Call-ID on its pass; otherwise it gets its own search.
-    let cid = match cid {
+    let cid = match r.call_id {
         Some(r) => Some(&msg[r]),
         None => crate::sip::rewrite::call_id(msg),
     };
