@@ -3,6 +3,7 @@
 pub mod capture;
 pub mod fixtures;
 pub mod host;
+pub mod hostile;
 pub mod load;
 pub mod ns;
 pub mod packets;
