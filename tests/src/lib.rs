@@ -8,5 +8,6 @@ pub mod load;
 pub mod ns;
 pub mod packets;
 pub mod sip;
+pub mod soak;
 pub mod topo;
 pub mod xdp;
