@@ -717,11 +717,13 @@ fn request<L: Lookups>(
 }
 
 /// Where a message the daemon must rewrite goes: its AF_XDP socket, unless the frame is
-/// a first fragment (the rewrite needs the whole datagram) or came in on a queue beyond
-/// the XSKMAP's.
+/// a first fragment or shorter than its UDP length (the rewrite needs the whole datagram,
+/// and the daemon drops a short frame as a bad one, where the kernel's own checks should
+/// decide: a router forwards it, a receiver drops it) or came in on a queue beyond the
+/// XSKMAP's.
 #[inline(always)]
 fn to_daemon(h: &Headers, iface: IfaceConf, at: Ingress) -> Then {
-    if h.first_fragment {
+    if h.first_fragment || h.short {
         Then::Pass
     } else if at.rx_queue >= MAX_QUEUES {
         Then::QueueOutOfRange
@@ -1103,6 +1105,12 @@ mod tests {
             (t, b.flags & flags::FRAGMENT),
             (Then::Pass, flags::FRAGMENT)
         );
+        // A frame shorter than its UDP length: recorded, never handed over (the daemon
+        // would count it a bad frame and drop it; hostile corpus, issue 13).
+        let mut short = nat_req(NAT_VIA);
+        short.truncate(short.len() - 4);
+        let (_, _, _, t) = record(outcome(&short, &outside, AT));
+        assert_eq!(t, Then::Pass);
         // No AF_XDP socket for an rx queue beyond the XSKMAP's.
         let at = Ingress {
             rx_queue: MAX_QUEUES,

@@ -695,6 +695,17 @@ pub fn table() -> Vec<Fixture> {
             &[Packets, SipRequests, Truncated, NoVia],
             None,
         ),
+        // Its Via whole, but the frame 4 bytes shorter than the UDP length: recorded and
+        // passed, never handed to the daemon (which would drop it as a bad frame, where
+        // a router forwards it and the receiver's UDP drops it). Found by the hostile
+        // corpus (tests/tests/hostile_corpus.rs), issue 13.
+        row(
+            "request with ;rport cut 4 bytes short of its UDP length: passed, not to the daemon",
+            { let mut f = nat_req(V); f.truncate(f.len() - 4); f },
+            &[Packets, SipRequests, Truncated, RportEmpty, SentByDiffers, SourcePortDiffers, SentByPrivate, BindingRecorded, BindingNew, RequestUnchanged],
+            bind("z9hG4bK-1", NAT_FLAGS),
+        )
+        .socket(0),
     ];
     // Truncation at every header boundary: inside Ethernet, VLAN, IPv4, IPv6, UDP.
     let full = nat_req(V);

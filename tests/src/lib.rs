@@ -3,9 +3,11 @@
 pub mod capture;
 pub mod fixtures;
 pub mod host;
+pub mod hostile;
 pub mod load;
 pub mod ns;
 pub mod packets;
 pub mod sip;
+pub mod soak;
 pub mod topo;
 pub mod xdp;

@@ -39,6 +39,10 @@ enum Cmd {
         /// Short run (CI).
         #[arg(long)]
         quick: bool,
+        /// Instead: rport alone under a steady load at half its max rate for MINUTES,
+        /// sampling its RSS, bindings_live and NAT tracker size (table and verdict).
+        #[arg(long, value_name = "MINUTES")]
+        soak: Option<f64>,
     },
     /// Run the cargo-fuzz targets (fuzz/) one after the other, each for a bounded time
     /// from its seed corpus, with the SIP dictionary; prints execs, execs/s and failures
@@ -117,7 +121,12 @@ fn real_main() -> Result<()> {
             build(false)?;
             run(cargo().args(["run", "--quiet", "-p", "rport-tests", "--bin", "demo"]))
         }
-        Cmd::Bench { what, quick } => {
+        Cmd::Bench { soak: Some(m), .. } => {
+            setup()?;
+            build(true)?;
+            bench_bin(&format!("soak {m}"), false)
+        }
+        Cmd::Bench { what, quick, .. } => {
             if !["all", "xdp", "bindings", "rewrite", "gateways"].contains(&what.as_str()) {
                 bail!("unknown benchmark {what:?} (all, xdp, bindings, rewrite, gateways)");
             }
@@ -234,8 +243,9 @@ fn bench_bin(what: &str, quick: bool) -> Result<()> {
         "--bin",
         "bench",
         "--",
-        what,
     ]);
+    // `what` may carry its arguments (`soak MINUTES`).
+    c.args(what.split_whitespace());
     if quick {
         c.arg("--quick");
     }

@@ -48,11 +48,12 @@ fn main() -> Result<()> {
         "gateways" => gateways(quick),
         "gen" => gen_cmd(&args),
         "probe" => probe(&args[1..]),
+        "soak" => soak(&args[1..]),
         "respond" => {
             let listen: SocketAddrV4 = args.get(1).context("respond LISTEN")?.parse()?;
             load::respond(listen, false)
         }
-        other => bail!("unknown benchmark {other:?} (all, xdp, bindings, gateways)"),
+        other => bail!("unknown benchmark {other:?} (all, xdp, bindings, gateways, soak)"),
     }
 }
 
@@ -247,6 +248,109 @@ fn probe(rates: &[String]) -> Result<()> {
             st["daemon"]
         );
     }
+    Ok(())
+}
+
+/// `bench soak MINUTES [RATE]`: the rport bed under a steady load for MINUTES, at RATE or
+/// at half the max rate found first (1-s steps, as `gateways --quick` searches), sampled
+/// every 5 s: the daemon's RSS, `bindings_live`, the NAT tracker's size. Prints the table
+/// and a verdict per series (`rport_tests::soak`), and target/bench/soak.json.
+fn soak(a: &[String]) -> Result<()> {
+    if !can_run("bench soak", &["ip"]) {
+        return Ok(());
+    }
+    let minutes: f64 = a.first().context("bench soak MINUTES [RATE]")?.parse()?;
+    let bench = std::env::current_exe()?;
+    let mut b = Bed::new(Kind::Rport, &bench)?;
+    let rate = match a.get(1) {
+        Some(r) => r.parse()?,
+        None => {
+            let max_rate = 256_000;
+            for _ in 0..16 {
+                if b.done(max_rate) {
+                    break;
+                }
+                let rate = b.next_rate(4_000);
+                let s = b.step(&bench, rate, 1.0)?;
+                let ok = s.load.loss() <= MAX_LOSS;
+                eprintln!("search {rate:7}/s loss {:6.3}%", s.load.loss() * 100.0);
+                if ok && s.load.sent_rate() < 0.9 * rate as f64 {
+                    b.load_limited = true;
+                }
+                if ok {
+                    b.ok = Some(s);
+                } else {
+                    b.failed = Some(rate);
+                }
+            }
+            let max = b.ok.as_ref().map(|o| o.load.target_rate).unwrap_or(1000);
+            eprintln!("max rate {max}/s; soaking at {}/s", max / 2);
+            (max / 2).max(500)
+        }
+    };
+    let secs = minutes * 60.0;
+    let out_path = b.dir.join("soak-gen.json");
+    let mut c = b.client.cmd(&bench);
+    c.args([
+        "gen",
+        TARGET,
+        "192.168.1.50:5060",
+        &rate.to_string(),
+        &secs.to_string(),
+    ])
+    .stdout(std::fs::File::create(&out_path)?)
+    .stderr(std::fs::File::create(b.dir.join("soak-gen.err"))?);
+    let mut generator = c.spawn().context("starting the generator")?;
+    let r = b.rport.as_ref().unwrap();
+    let pid = r.proc.child.as_ref().unwrap().id();
+    let t0 = Instant::now();
+    let mut samples = Vec::new();
+    loop {
+        let done = generator.try_wait()?.is_some();
+        let st = r.stats()?;
+        let x = rport_tests::soak::Sample::from_stats(
+            t0.elapsed().as_secs_f64(),
+            rport_tests::soak::process_rss_kib(pid)?,
+            &st,
+        );
+        eprintln!(
+            "{:5.0} s rss {:.1} MiB bindings_live {} nat clients {}",
+            x.t_s,
+            x.rss_kib as f64 / 1024.0,
+            x.bindings_live,
+            x.nat_clients
+        );
+        samples.push(x);
+        if done {
+            break;
+        }
+        if t0.elapsed().as_secs_f64() > secs + 60.0 {
+            let _ = generator.kill();
+            let _ = generator.wait();
+            bail!("the generator did not finish");
+        }
+        let next = Duration::from_secs(5 * samples.len() as u64);
+        std::thread::sleep(
+            next.saturating_sub(t0.elapsed())
+                .max(Duration::from_millis(200)),
+        );
+    }
+    let out = std::fs::read_to_string(&out_path)?;
+    let g = GenReport::from_json(&serde_json::from_str(out.trim()).context("generator report")?)?;
+    print!(
+        "{}",
+        rport_tests::soak::report(&samples, rate, minutes, g.sent, g.received)
+    );
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let json = serde_json::json!({
+        "rate": rate, "minutes": minutes, "load": g.to_json(),
+        "samples": samples.iter().map(|x| serde_json::json!({
+            "t_s": x.t_s, "rss_kib": x.rss_kib, "bindings_live": x.bindings_live,
+            "nat_clients": x.nat_clients, "nat_untracked": x.nat_untracked, "rx_frames": x.rx_frames,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(dir.join("soak.json"), serde_json::to_string_pretty(&json)?)?;
     Ok(())
 }
 
