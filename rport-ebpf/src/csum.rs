@@ -137,7 +137,11 @@ mod tests {
     /// The UDP checksum of `f` recomputed from scratch (its field taken as 0): 0 means the
     /// sum came out all ones, which must go on the wire as 0xffff.
     fn recomputed_udp(f: &[u8], ipv6: bool) -> u16 {
-        let (l4, src, dst) = if ipv6 { (54, 22..38, 38..54) } else { (34, 26..30, 30..34) };
+        let (l4, src, dst) = if ipv6 {
+            (54, 22..38, 38..54)
+        } else {
+            (34, 26..30, 30..34)
+        };
         let len = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
         let mut u = f[l4..l4 + len].to_vec();
         u[6..8].copy_from_slice(&[0, 0]);
@@ -150,7 +154,13 @@ mod tests {
 
     /// Steers `f` to `addr` with every port until the checksum computed from scratch is 0
     /// (the one port that makes it so: the sum then is all ones), and returns that frame.
-    fn steered_to_a_zero_checksum(f: &[u8], l3: usize, l4: usize, ipv6: bool, addr: &[u8; 16]) -> Vec<u8> {
+    fn steered_to_a_zero_checksum(
+        f: &[u8],
+        l3: usize,
+        l4: usize,
+        ipv6: bool,
+        addr: &[u8; 16],
+    ) -> Vec<u8> {
         (1..=u16::MAX)
             .find_map(|port| {
                 let mut g = f.to_vec();
