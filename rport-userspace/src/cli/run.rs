@@ -211,7 +211,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 tokio::io::Interest::READABLE,
             )
         }
-        .map_err(|e| std::io::Error::from(e))?;
+        .map_err(std::io::Error::from)?;
         loop {
             // The previous tag key, once its tags are all past their age, goes: looked at
             // every minute (a restart, or a rotation by an earlier run, may have left one).
