@@ -75,6 +75,11 @@ pub fn steer<P: PacketMut>(
             // 0 means "no checksum" for UDP over IPv4: leave it so.
             uc = update_words(uc, &old, &new);
             uc = update_words(uc, &old_port, &new_port);
+            // A checksum that comes out 0 is sent as all ones (RFC 768): written as 0 it
+            // would say "no checksum" and the receiver would not check it at all.
+            if uc == 0 {
+                uc = 0xffff;
+            }
         }
         ip[10..12].copy_from_slice(&ipc.to_be_bytes());
         ip[16..20].copy_from_slice(&new);
@@ -127,6 +132,63 @@ mod tests {
         assert_eq!(steer(&mut p, 14, 34, false, &new, NAT_PORT), Some(()));
         assert!(checksums_valid(&whole));
         assert_eq!(whole[30..34], NAT_V4);
+    }
+
+    /// The UDP checksum of `f` recomputed from scratch (its field taken as 0): 0 means the
+    /// sum came out all ones, which must go on the wire as 0xffff.
+    fn recomputed_udp(f: &[u8], ipv6: bool) -> u16 {
+        let (l4, src, dst) = if ipv6 {
+            (54, 22..38, 38..54)
+        } else {
+            (34, 26..30, 30..34)
+        };
+        let len = u16::from_be_bytes([f[l4 + 4], f[l4 + 5]]) as usize;
+        let mut u = f[l4..l4 + len].to_vec();
+        u[6..8].copy_from_slice(&[0, 0]);
+        let mut s = 17 + len as u32;
+        for w in f[src].chunks(2).chain(f[dst].chunks(2)) {
+            s += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        checksum(&u, s)
+    }
+
+    /// Steers `f` to `addr` with every port until the checksum computed from scratch is 0
+    /// (the one port that makes it so: the sum then is all ones), and returns that frame.
+    fn steered_to_a_zero_checksum(
+        f: &[u8],
+        l3: usize,
+        l4: usize,
+        ipv6: bool,
+        addr: &[u8; 16],
+    ) -> Vec<u8> {
+        (1..=u16::MAX)
+            .find_map(|port| {
+                let mut g = f.to_vec();
+                let mut p: &mut [u8] = &mut g;
+                steer(&mut p, l3, l4, ipv6, addr, port)?;
+                (recomputed_udp(&g, ipv6) == 0).then_some(g)
+            })
+            .expect("some port makes the sum all ones")
+    }
+
+    #[test]
+    fn ipv4_checksum_that_comes_out_zero_is_sent_as_all_ones() {
+        use crate::model::frames::*;
+        let f = udp4(SERVER_V4, 5060, PHONE_V4, 5060, b"SIP/2.0 200 OK\r\n");
+        assert_ne!(f[40..42], [0, 0], "the response has a checksum");
+        let g = steered_to_a_zero_checksum(&f, 14, 34, false, &v4m(NAT_V4));
+        // Written as 0 it would read "no checksum" (RFC 768).
+        assert_eq!(g[40..42], [0xff, 0xff]);
+        assert!(checksums_valid(&g));
+    }
+
+    #[test]
+    fn ipv6_checksum_that_comes_out_zero_is_sent_as_all_ones() {
+        use crate::model::frames::*;
+        let f = udp6(SERVER_V6, 5060, CLIENT_V6, 5060, b"SIP/2.0 200 OK\r\n");
+        let g = steered_to_a_zero_checksum(&f, 14, 54, true, &NAT_V6);
+        assert_eq!(g[60..62], [0xff, 0xff]);
+        assert!(checksum6_valid(&g));
     }
 
     #[test]

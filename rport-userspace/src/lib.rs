@@ -30,6 +30,7 @@ pub mod datapath {
     //! The packet's path through userspace: load and attach, AF_XDP in, raw socket out.
     pub mod afxdp;
     pub mod forward;
+    pub mod ifwatch;
     pub mod inject;
     pub mod keys;
     pub mod loader;

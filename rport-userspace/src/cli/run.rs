@@ -14,7 +14,7 @@ use aya::programs::XdpMode;
 use clap::{Args, ValueEnum};
 
 use crate::{
-    datapath::{forward, loader},
+    datapath::{forward, ifwatch, loader},
     observe::{
         control, metrics,
         nat::NatTracker,
@@ -158,11 +158,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         claim: _claim,
     } = control::bind()?;
     let metrics_listener = args.metrics.map(metrics::bind).transpose()?;
+    // Subscribed before the attach: an interface replaced from then on is seen.
+    let link_events = ifwatch::LinkEvents::open()?;
     let mut loaded = loader::load_and_attach(&cfg)?;
     let stop = Arc::new(AtomicBool::new(false));
     let batch_time = metrics::batch_histogram();
     let nat = Arc::new(NatTracker::default());
-    let workers = forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat)?;
+    let mut workers = forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat)?;
+    let mut watch = ifwatch::IfWatch::new(&loaded);
     let sources = Arc::new(Sources {
         pin_dir: cfg.pin_dir.clone(),
         live: Live {
@@ -200,14 +203,32 @@ pub fn run(args: RunArgs) -> Result<()> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
+        // SAFETY: LinkEvents owns its fd (an OwnedFd, never replaced) and returns it
+        // from as_raw_fd for as long as it lives, which is as long as the AsyncFd.
+        let links = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                link_events,
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(std::io::Error::from)?;
         loop {
             // The previous tag key, once its tags are all past their age, goes: looked at
             // every minute (a restart, or a rotation by an earlier run, may have left one).
             retire_previous_key(&mut loaded);
+            // Interfaces gone or back (also a retry of an attach that failed).
+            watch.resync(&mut loaded, &mut workers);
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
                 _ = hup.recv() => reload_key(&mut loaded, cfg.tag_key.as_deref()),
+                r = links.readable() => {
+                    let mut ready = r?;
+                    // Drained to EAGAIN before the readiness is cleared; the resync is
+                    // at the top of the loop.
+                    ready.get_inner().drain();
+                    ready.clear_ready();
+                }
                 _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
             }
         }

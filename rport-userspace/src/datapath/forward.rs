@@ -15,23 +15,134 @@ use crate::{
     datapath::{
         afxdp::XskQueue,
         inject::{self, Batch, RawSender},
-        loader::{LoadConfig, Loaded},
+        loader::{Iface, LoadConfig, Loaded},
     },
     observe::{dstats::DaemonStats, nat::NatTracker},
     sip::message,
 };
 
-/// The forwarding threads: their counters (read by the control socket) and handles.
+/// The forwarding threads: their counters (read by the control socket) and handles, in
+/// one group per outside interface, so that the threads of an interface that went away can
+/// be stopped and started again when it is back (datapath/ifwatch.rs).
 pub struct Workers {
+    /// Every thread's counters, and the interface watcher's (summed by `rport stats`).
     pub stats: Vec<Arc<DaemonStats>>,
-    pub handles: Vec<std::thread::JoinHandle<()>>,
+    /// The interface watcher's counters (`iface_lost`, `iface_reattached`), in `stats` too.
+    pub watch_stats: Arc<DaemonStats>,
+    groups: Vec<Group>,
+    ctx: Ctx,
+}
+
+/// The threads of one outside interface.
+struct Group {
+    slot: u32,
+    stop: Arc<AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    /// One per queue, kept across a restart (so counts go on from where they were).
+    stats: Vec<Arc<DaemonStats>>,
+}
+
+/// What every forwarding thread is started with, besides its socket.
+struct Ctx {
+    egress_mtu: usize,
+    batch_time: prometheus::Histogram,
+    force_rport: Vec<(IpAddr, u8)>,
+    contact_alias: bool,
+    tag_key: Arc<crate::datapath::keys::CurrentKey>,
+    nat: Arc<NatTracker>,
 }
 
 impl Workers {
+    /// Stops every thread and waits for them.
     pub fn join(self) {
-        for h in self.handles {
-            let _ = h.join();
+        for g in &self.groups {
+            g.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        for g in self.groups {
+            for h in g.handles {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// Stops the threads of the interface in `slot` and waits for them (at most one poll
+    /// timeout): their sockets close, and the kernel takes them out of XSKS.
+    pub fn stop_iface(&mut self, slot: u32) {
+        for g in self.groups.iter_mut().filter(|g| g.slot == slot) {
+            g.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for h in g.handles.drain(..) {
+                let _ = h.join();
+            }
+        }
+    }
+
+    /// Opens one AF_XDP socket per rx queue of `iface` (an outside interface), registers
+    /// it in XSKS and starts its thread; the threads of a group that ran before are
+    /// stopped first, and their counters go on. Returns the number of sockets.
+    pub fn start_iface(&mut self, ebpf: &mut aya::Ebpf, iface: &Iface) -> Result<u32> {
+        self.stop_iface(iface.slot);
+        let mut xsks: XskMap<_> = XskMap::try_from(ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
+        let gi = match self.groups.iter().position(|g| g.slot == iface.slot) {
+            Some(i) => i,
+            None => {
+                self.groups.push(Group {
+                    slot: iface.slot,
+                    stop: Arc::new(AtomicBool::new(false)),
+                    handles: Vec::new(),
+                    stats: Vec::new(),
+                });
+                self.groups.len() - 1
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        self.groups[gi].stop = stop.clone();
+        let queues = rx_queues(&iface.name);
+        let had = self.groups[gi].stats.len();
+        for q in 0..queues {
+            let mut xsk = XskQueue::open(&iface.name, iface.index, q)?;
+            let mut sender = RawSender::new(self.ctx.egress_mtu)?;
+            xsks.set(iface.slot * MAX_QUEUES + q, xsk.fd(), 0)
+                .with_context(|| format!("registering the AF_XDP socket of {}", xsk.name))?;
+            let g = &mut self.groups[gi];
+            // A queue the interface did not have at the first start shares the last
+            // queue's counters: the control socket sums the list it was given then.
+            let stats = if (q as usize) < g.stats.len() {
+                g.stats[q as usize].clone()
+            } else if had > 0 {
+                g.stats[had - 1].clone()
+            } else {
+                let s = Arc::new(DaemonStats::default());
+                g.stats.push(s.clone());
+                self.stats.push(s.clone());
+                s
+            };
+            let (stop, bt, nat) = (
+                stop.clone(),
+                self.ctx.batch_time.clone(),
+                self.ctx.nat.clone(),
+            );
+            let rules = Rules {
+                force_rport: self.ctx.force_rport.clone(),
+                signer: crate::datapath::keys::Signer::new(self.ctx.tag_key.clone()),
+                contact_alias: self.ctx.contact_alias,
+            };
+            g.handles.push(
+                std::thread::Builder::new()
+                    .name(format!("rport-{}-q{q}", iface.name))
+                    .spawn(move || {
+                        xsk.run(
+                            &stop,
+                            &stats,
+                            &bt,
+                            &mut sender,
+                            |frame, len, sender, now| {
+                                forward_frame(frame, len, &rules, sender, &stats, &nat, now)
+                            },
+                        )
+                    })?,
+            );
+        }
+        Ok(queues)
     }
 }
 
@@ -149,11 +260,12 @@ fn mtu(ifname: &str) -> usize {
 }
 
 /// Opens one AF_XDP socket per rx queue of every outside interface, registers it in the
-/// XSKMAP and starts its thread.
+/// XSKMAP and starts its thread. `_stop`: the daemon's stop flag; [`Workers::join`] stops
+/// the threads (each group has a flag of its own, so one interface's can be restarted).
 pub fn start(
     loaded: &mut Loaded,
     cfg: &LoadConfig,
-    stop: &Arc<AtomicBool>,
+    _stop: &Arc<AtomicBool>,
     batch_time: &prometheus::Histogram,
     nat: &Arc<NatTracker>,
 ) -> Result<Workers> {
@@ -165,47 +277,28 @@ pub fn start(
         .map(|i| mtu(&i.name))
         .min()
         .unwrap_or(1500);
-    let mut xsks: XskMap<_> =
-        XskMap::try_from(loaded.ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
+    let watch_stats = Arc::new(DaemonStats::default());
     let mut workers = Workers {
-        stats: Vec::new(),
-        handles: Vec::new(),
+        stats: vec![watch_stats.clone()],
+        watch_stats,
+        groups: Vec::new(),
+        ctx: Ctx {
+            egress_mtu,
+            batch_time: batch_time.clone(),
+            force_rport: cfg.force_rport.clone(),
+            contact_alias: cfg.contact_alias,
+            tag_key: loaded.tag_key.clone(),
+            nat: nat.clone(),
+        },
     };
-    for iface in loaded.ifaces.iter().filter(|i| i.role == role::OUTSIDE) {
-        for q in 0..rx_queues(&iface.name) {
-            let mut xsk = XskQueue::open(&iface.name, iface.index, q)?;
-            let mut sender = RawSender::new(egress_mtu)?;
-            xsks.set(iface.slot * MAX_QUEUES + q, xsk.fd(), 0)
-                .with_context(|| format!("registering the AF_XDP socket of {}", xsk.name))?;
-            let stats = Arc::new(DaemonStats::default());
-            workers.stats.push(stats.clone());
-            let (stop, bt, force, nat) = (
-                stop.clone(),
-                batch_time.clone(),
-                cfg.force_rport.clone(),
-                nat.clone(),
-            );
-            let rules = Rules {
-                force_rport: force,
-                signer: crate::datapath::keys::Signer::new(loaded.tag_key.clone()),
-                contact_alias: cfg.contact_alias,
-            };
-            workers.handles.push(
-                std::thread::Builder::new()
-                    .name(format!("rport-{}-q{q}", iface.name))
-                    .spawn(move || {
-                        xsk.run(
-                            &stop,
-                            &stats,
-                            &bt,
-                            &mut sender,
-                            |frame, len, sender, now| {
-                                forward_frame(frame, len, &rules, sender, &stats, &nat, now)
-                            },
-                        )
-                    })?,
-            );
-        }
+    let outside: Vec<Iface> = loaded
+        .ifaces
+        .iter()
+        .filter(|i| i.role == role::OUTSIDE)
+        .cloned()
+        .collect();
+    for iface in &outside {
+        workers.start_iface(&mut loaded.ebpf, iface)?;
     }
     Ok(workers)
 }

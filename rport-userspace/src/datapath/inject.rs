@@ -418,6 +418,28 @@ mod tests {
     }
 
     #[test]
+    fn a_udp_checksum_that_comes_out_zero_is_sent_as_all_ones() {
+        // The last two payload bytes are solved for: the value that makes the UDP sum all
+        // ones, whose checksum is 0 (RFC 768: sent as 0xffff; 0 would say "none").
+        let base = b"OPTIONS x SIP/2.0\r\n\r\nzz";
+        let found = (0..=u16::MAX).find_map(|w| {
+            let mut p = base.to_vec();
+            let n = p.len();
+            p[n - 2..].copy_from_slice(&w.to_be_bytes());
+            let mut f = frame4(&p);
+            let h = locate(&f).unwrap();
+            finish(&mut f, &h, p.len()).unwrap();
+            let l4 = h.l4 as usize;
+            let stored = [f[l4 + 6], f[l4 + 7]];
+            f[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
+            let mut pseudo = 17 + (8 + p.len()) as u32;
+            pseudo += sum16(&f[14 + 12..14 + 20]);
+            (csum::checksum(&f[l4..l4 + 8 + p.len()], pseudo) == 0).then_some(stored)
+        });
+        assert_eq!(found, Some([0xff, 0xff]));
+    }
+
+    #[test]
     fn ttl_one_is_not_forwarded() {
         let mut f = frame4(b"x");
         f[14 + 8] = 1;

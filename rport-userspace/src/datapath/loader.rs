@@ -10,7 +10,9 @@ use anyhow::{Context as _, Result, bail};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{
+        SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
+    },
 };
 use rport_common::{IfaceConf, PROGRAM_NAME, TC_PROGRAM_NAME, addr_to_16, maps, role};
 
@@ -146,6 +148,10 @@ pub struct Iface {
 pub struct Loaded {
     pub ebpf: Ebpf,
     pub ifaces: Vec<Iface>,
+    /// What is attached to each interface (index: its slot).
+    pub links: Vec<Vec<Attached>>,
+    /// The XDP attach mode, for a reattach.
+    pub mode: XdpMode,
     /// The key that signs the steering tags the rewrite adds (never logged).
     pub tag_key: std::sync::Arc<crate::datapath::keys::CurrentKey>,
 }
@@ -278,34 +284,23 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
         }
     }
     let tag_key = crate::datapath::keys::install(&mut ebpf, cfg.tag_key.as_deref())?;
-    // TC first: the XDP program hands steering decisions to it (see SteerMeta), and a
-    // decision with no TC program to apply it leaves the packet as it was.
+    // Both programs loaded once; `attach_iface` attaches them per interface, now and again
+    // when an interface comes back under its name (datapath/ifwatch.rs): no reload then.
     let tc: &mut SchedClassifier = ebpf
         .program_mut(TC_PROGRAM_NAME)
         .context("TC program missing")?
         .try_into()?;
     tc.load()
         .context("the kernel's verifier rejected the TC program")?;
-    for i in ifaces.iter().filter(|i| i.role == role::INSIDE) {
-        // tcx (kernel 6.6+) needs no clsact qdisc; older kernels attach through netlink
-        // and need one (adding it again is harmless).
-        let _ = aya::programs::tc::qdisc_add_clsact(&i.name);
-        tc.attach(&i.name, TcAttachType::Ingress)
-            .with_context(|| format!("attaching the TC steering program to {}", i.name))?;
-    }
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .context("program missing")?
         .try_into()?;
     prog.load()
         .context("the kernel's verifier rejected the XDP program")?;
+    let mut links = Vec::new();
     for i in &ifaces {
-        prog.attach(&i.name, cfg.mode).with_context(|| {
-            format!(
-                "attaching XDP to {} ({:?} mode; try --xdp-mode skb)",
-                i.name, cfg.mode
-            )
-        })?;
+        links.push(attach_iface(&mut ebpf, i, cfg.mode)?);
     }
     if cfg.xdp_log != XdpLog::Off {
         spawn_xdp_logger(&mut ebpf)?;
@@ -313,8 +308,81 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     Ok(Loaded {
         ebpf,
         ifaces,
+        links,
+        mode: cfg.mode,
         tag_key: crate::datapath::keys::CurrentKey::new(tag_key),
     })
+}
+
+/// One attachment of a loaded program to an interface, to detach it by.
+#[derive(Debug)]
+pub enum Attached {
+    Xdp(XdpLinkId),
+    /// A TC program (by name) and its link.
+    Tc(&'static str, SchedClassifierLinkId),
+}
+
+/// Attaches the loaded programs to `i`, everything rport needs on it: on an inside
+/// interface the TC steering program first (the XDP program hands steering decisions to
+/// it, see SteerMeta, and a decision with no TC program to apply it leaves the packet as it
+/// was), then XDP. Also how an interface that came back is reattached
+/// (datapath/ifwatch.rs): the programs are not loaded again, so this needs only
+/// CAP_NET_ADMIN and CAP_BPF. On an error, what it attached is detached again.
+pub fn attach_iface(ebpf: &mut Ebpf, i: &Iface, mode: XdpMode) -> Result<Vec<Attached>> {
+    let mut links = Vec::new();
+    let r = attach_each(ebpf, i, mode, &mut links);
+    if r.is_err() {
+        detach_iface(ebpf, links);
+        return r.map(|_| Vec::new());
+    }
+    Ok(links)
+}
+
+fn attach_each(ebpf: &mut Ebpf, i: &Iface, mode: XdpMode, links: &mut Vec<Attached>) -> Result<()> {
+    if i.role == role::INSIDE {
+        let tc: &mut SchedClassifier = ebpf
+            .program_mut(TC_PROGRAM_NAME)
+            .context("TC program missing")?
+            .try_into()?;
+        // tcx (kernel 6.6+) needs no clsact qdisc; older kernels attach through netlink
+        // and need one (adding it again is harmless).
+        let _ = aya::programs::tc::qdisc_add_clsact(&i.name);
+        let id = tc
+            .attach(&i.name, TcAttachType::Ingress)
+            .with_context(|| format!("attaching the TC steering program to {}", i.name))?;
+        links.push(Attached::Tc(TC_PROGRAM_NAME, id));
+    }
+    let prog: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .context("program missing")?
+        .try_into()?;
+    let id = prog.attach(&i.name, mode).with_context(|| {
+        format!(
+            "attaching XDP to {} ({:?} mode; try --xdp-mode skb)",
+            i.name, mode
+        )
+    })?;
+    links.push(Attached::Xdp(id));
+    Ok(())
+}
+
+/// Detaches `links` (last attached first). Errors are ignored: an interface that is gone
+/// took its attachments with it, and this only releases what is left of them.
+pub fn detach_iface(ebpf: &mut Ebpf, links: Vec<Attached>) {
+    for l in links.into_iter().rev() {
+        match l {
+            Attached::Xdp(id) => {
+                if let Some(Ok(p)) = ebpf.program_mut(PROGRAM_NAME).map(<&mut Xdp>::try_from) {
+                    let _ = p.detach(id);
+                }
+            }
+            Attached::Tc(name, id) => {
+                if let Some(Ok(p)) = ebpf.program_mut(name).map(<&mut SchedClassifier>::try_from) {
+                    let _ = p.detach(id);
+                }
+            }
+        }
+    }
 }
 
 /// Fills the program's config maps: its SIP ports, its interfaces (role and XSKMAP slot),

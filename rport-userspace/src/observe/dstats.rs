@@ -98,6 +98,10 @@ daemon_counters! {
     batches = "steering";
     /// Nanoseconds spent processing received batches.
     busy_ns = "steering";
+    /// Interfaces rport was attached to that went away (deleted, or replaced under their name): their XDP and TC programs and AF_XDP sockets went with them.
+    iface_lost = "errors";
+    /// Interfaces that came back under their name (a new ifindex) and were attached again: programs, IFACES entry, AF_XDP sockets.
+    iface_reattached = "errors";
 }
 
 impl DaemonStats {
