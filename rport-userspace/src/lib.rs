@@ -19,6 +19,7 @@ pub mod cli {
     //! `rport check` and `rport replay`.
     pub mod bindings;
     pub mod check;
+    pub mod config;
     pub mod replay;
     pub mod run;
     pub mod stats;
@@ -32,6 +33,7 @@ pub mod datapath {
     pub mod keys;
     pub mod loader;
     pub mod mmsg;
+    pub mod probe;
     pub mod testrun;
 }
 
@@ -54,6 +56,7 @@ pub mod observe {
     //! reference of its fields, docs/STATS.md ([`reference`]).
     pub mod control;
     pub mod dstats;
+    pub mod hostcheck;
     pub mod metrics;
     mod named;
     pub mod nat;

@@ -3,7 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use rport_userspace::{
-    cli::{bindings, check, replay, run as daemon, stats},
+    cli::{bindings, check, config, replay, run as daemon, stats},
     sip::rewrite,
 };
 
@@ -72,7 +72,21 @@ fn one_line(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `rport run`: the config file's keys join the command line first (cli/config.rs).
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "run") {
+        match config::expand(&argv[2..], std::path::Path::new(config::DEFAULT_PATH)) {
+            Ok(rest) => {
+                argv.truncate(2);
+                argv.extend(rest);
+            }
+            Err(e) => {
+                eprintln!("rport: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind::*;
