@@ -38,8 +38,9 @@ enum Cmd {
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
         server: std::net::IpAddr,
     },
-    /// Check that this machine can run rport (privileges, kernel, bpffs).
-    Check,
+    /// Check that this machine can run rport (privileges, kernel, bpffs, host settings)
+    /// and, given its interfaces, that they can (XDP, AF_XDP, rp_filter, MTU).
+    Check(check::CheckArgs),
     /// Run the XDP program over the packets of a pcap file and report what it does.
     Replay {
         /// A pcap file (Ethernet link type).
@@ -115,7 +116,7 @@ fn main() -> ExitCode {
             force_rport,
             server,
         } => return rewrite::run_cli(source, server, force_rport),
-        Cmd::Check => check::check(),
+        Cmd::Check(args) => check::check(args),
         Cmd::Replay {
             file,
             json,
