@@ -106,7 +106,7 @@ fn file_argv(text: &str, path: &Path, cmd: &Command, given: &ArgMatches) -> Resu
     let table: BTreeMap<Spanned<String>, Spanned<Value>> = toml::from_str(text).map_err(|e| {
         let line = e
             .span()
-            .map(|s| at(s))
+            .map(&at)
             .unwrap_or_else(|| path.display().to_string());
         anyhow::anyhow!("{line}: {}", e.message().trim())
     })?;

@@ -529,7 +529,8 @@ mod tests {
 
     #[test]
     fn each_fact_gets_its_colour() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Host, &mut Iface)>, Status)> = vec![
+        type Edit = Box<dyn Fn(&mut Host, &mut Iface)>;
+        let cases: Vec<(&str, Edit, Status)> = vec![
             ("privileges", Box::new(|h, _| h.euid = 1000), Status::Fail),
             (
                 "privileges",
