@@ -235,7 +235,8 @@ pub fn judge_host(h: &Host) -> Vec<Line> {
     }
     match h.ip_forward {
         Some(true) => add("ip_forward", Ok, "IPv4 forwarding is on".into(), None),
-        _ => add("ip_forward", Fail, "IPv4 forwarding is off: the gateway forwards nothing (rport's rewritten requests neither)".into(), Some("sysctl -w net.ipv4.ip_forward=1")),
+        None => add("ip_forward", Warn, "IPv4 forwarding: unknown (/proc/sys/net/ipv4/ip_forward unreadable)".into(), Some("sysctl net.ipv4.ip_forward (must be 1)")),
+        Some(false) => add("ip_forward", Fail, "IPv4 forwarding is off: the gateway forwards nothing (rport's rewritten requests neither)".into(), Some("sysctl -w net.ipv4.ip_forward=1")),
     }
     match h.ipv6_forwarding {
         Some(true) => add("ipv6_forwarding", Ok, "IPv6 forwarding is on".into(), None),
