@@ -21,6 +21,7 @@ pub mod cli {
     //! `rport check` and `rport replay`.
     pub mod bindings;
     pub mod check;
+    pub mod config;
     pub mod replay;
     pub mod run;
     pub mod stats;
@@ -35,6 +36,7 @@ pub mod datapath {
     pub mod keys;
     pub mod loader;
     pub mod mmsg;
+    pub mod probe;
     pub mod testrun;
 }
 
@@ -58,6 +60,7 @@ pub mod observe {
     //! reference of its fields, docs/STATS.md ([`reference`]).
     pub mod control;
     pub mod dstats;
+    pub mod hostcheck;
     pub mod metrics;
     mod named;
     pub mod nat;

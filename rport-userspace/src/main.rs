@@ -3,7 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use rport_userspace::{
-    cli::{bindings, check, replay, run as daemon, stats},
+    cli::{bindings, check, config, replay, run as daemon, stats},
     sip::rewrite,
 };
 
@@ -38,8 +38,9 @@ enum Cmd {
         #[arg(long, value_name = "ADDR", default_value = "0.0.0.0")]
         server: std::net::IpAddr,
     },
-    /// Check that this machine can run rport (privileges, kernel, bpffs).
-    Check,
+    /// Check that this machine can run rport (privileges, kernel, bpffs, host settings)
+    /// and, given its interfaces, that they can (XDP, AF_XDP, rp_filter, MTU).
+    Check(check::CheckArgs),
     /// Run a capture through the XDP program and the daemon's rewrite: what rport would do.
     Replay {
         /// A capture: pcap or pcapng; Ethernet, Linux cooked (`tcpdump -i any`) or raw IP.
@@ -77,7 +78,21 @@ fn one_line(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `rport run`: the config file's keys join the command line first (cli/config.rs).
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "run") {
+        match config::expand(&argv[2..], std::path::Path::new(config::DEFAULT_PATH)) {
+            Ok(rest) => {
+                argv.truncate(2);
+                argv.extend(rest);
+            }
+            Err(e) => {
+                eprintln!("rport: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind::*;
@@ -106,7 +121,7 @@ fn main() -> ExitCode {
             force_rport,
             server,
         } => return rewrite::run_cli(source, server, force_rport),
-        Cmd::Check => check::check(),
+        Cmd::Check(args) => check::check(args),
         Cmd::Replay {
             file,
             json,

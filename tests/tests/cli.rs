@@ -114,3 +114,117 @@ fn bad_flags_and_config_give_one_clear_line() {
     // Nothing was attached in the namespace.
     assert!(!ns.ip(&["-o", "link"]).unwrap().contains("xdp"));
 }
+
+/// `rport run --config FILE --check-config`: the file and the flags checked together, one
+/// line and exit 0 when valid, the key and line of a bad one otherwise; nothing loaded.
+#[test]
+fn check_config_validates_file_and_flags() {
+    if !can_run("check_config_validates_file_and_flags", &["ip"]) {
+        return;
+    }
+    let rport = rport_bin().unwrap();
+    let ns = Ns::new("rpcfg").unwrap();
+    let dir = std::env::temp_dir().join(rport_tests::ns::unique("rport-cfg-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    struct Gone(std::path::PathBuf);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _gone = Gone(dir.clone());
+    let file = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let good = file(
+        "good.toml",
+        "outside = [\"eth0\"]\ninside = [\"eth1\"]\nsip-port = [5060, 5080]\nxdp-mode = \"skb\"\n",
+    );
+    let typo = file("typo.toml", "outside = [\"eth0\"]\nsip-prot = 5060\n");
+    let bad = file(
+        "bad.toml",
+        "outside = [\"eth0\"]\ninside = [\"eth1\"]\n\nxdp-mode = \"fast\"\n",
+    );
+    let zero = file(
+        "zero.toml",
+        "outside = [\"eth0\"]\ninside = [\"eth1\"]\nsip_port = [0]\n",
+    );
+    let twice = file("twice.toml", "outside = [\"eth0\"]\ninside = [\"eth0\"]\n");
+    // (arguments; exit code; what stdout or stderr must say)
+    let table: Vec<(String, i32, String)> = vec![
+        (
+            format!("run --config {good} --check-config"),
+            0,
+            format!("the configuration is valid (file {good} and the command line)"),
+        ),
+        (
+            format!("run --config {typo} --inside x --check-config"),
+            2,
+            format!("{typo} line 2: unknown key `sip-prot`"),
+        ),
+        (
+            format!("run --config {bad} --check-config"),
+            2,
+            format!(
+                "{bad} line 4: key `xdp-mode`: invalid value 'fast' for '--xdp-mode <XDP_MODE>'"
+            ),
+        ),
+        // A value only `run` itself rejects, then the command line's value overriding it.
+        (
+            format!("run --config {zero} --check-config"),
+            1,
+            "--sip-port must be 1..65535".into(),
+        ),
+        (
+            format!("run --config {zero} --sip-port 5060 --check-config"),
+            0,
+            "the configuration is valid".into(),
+        ),
+        (
+            format!("run --config {twice} --check-config"),
+            1,
+            "interface eth0 given twice".into(),
+        ),
+        (
+            format!("run --config {twice} --inside eth1 --check-config"),
+            0,
+            "the configuration is valid".into(),
+        ),
+        (
+            "run --config /nonexistent/rport.toml --check-config".into(),
+            2,
+            "reading the config file /nonexistent/rport.toml".into(),
+        ),
+        (
+            "run --outside a --inside b --check-config".into(),
+            0,
+            "the configuration is valid (the command line; no config file)".into(),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (args, code, says) in &table {
+        let o = ns
+            .cmd(&rport)
+            .args(args.split_whitespace())
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(if *code == 0 { &o.stdout } else { &o.stderr });
+        let ok = o.status.code() == Some(*code)
+            && out.lines().count() == 1
+            && out.contains(says.as_str())
+            && !out.contains("panicked");
+        if !ok {
+            failures.push(format!(
+                "{args:?}: exit {:?}, stdout {:?}, stderr {:?}",
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // --check-config loaded and attached nothing.
+    assert!(!ns.ip(&["-o", "link"]).unwrap().contains("xdp"));
+}

@@ -1,55 +1,61 @@
-//! `rport check`: can this machine run rport?
-use std::path::Path;
+//! `rport check`: can this machine run rport, on these interfaces? The probes are in
+//! [`datapath::probe`](crate::datapath::probe), the verdicts in
+//! [`observe::hostcheck`](crate::observe::hostcheck); this prints them.
+use std::io::IsTerminal as _;
 
-use anyhow::{Context as _, Result, bail};
-use aya::{Ebpf, programs::Xdp};
-use rport_common::PROGRAM_NAME;
+use anyhow::{Result, bail};
+use clap::Args;
 
-use crate::datapath::loader::is_bpffs;
+use crate::observe::hostcheck::{Report, Status};
 
-/// `rport check`: can this machine run rport?
-pub fn check() -> Result<()> {
-    let mut ok = true;
-    let mut line = |good: bool, what: &str| {
-        println!("{} {what}", if good { "ok  " } else { "FAIL" });
-        ok &= good;
-    };
-    // SAFETY: no preconditions.
-    line(
-        unsafe { libc::geteuid() } == 0,
-        "running as root (CAP_BPF, CAP_NET_ADMIN)",
-    );
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut v = release
-        .trim()
-        .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|x| x.parse::<u32>().ok());
-    let (maj, min) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
-    line(
-        (maj, min) >= (5, 17),
-        &format!("kernel {} (bpf_loop needs 5.17+)", release.trim()),
-    );
-    let bpffs = is_bpffs(Path::new("/sys/fs/bpf"));
-    println!(
-        "{} /sys/fs/bpf is {}a bpffs (rport run mounts one if missing)",
-        if bpffs { "ok  " } else { "note" },
-        if bpffs { "" } else { "not " }
-    );
-    match Ebpf::load(crate::XDP_OBJECT)
-        .map_err(anyhow::Error::from)
-        .and_then(|mut e| {
-            let p: &mut Xdp = e
-                .program_mut(PROGRAM_NAME)
-                .context("program missing")?
-                .try_into()?;
-            p.load()?;
-            Ok(())
-        }) {
-        Ok(()) => line(true, "the XDP program loads and passes the verifier"),
-        Err(e) => line(false, &format!("the XDP program does not load: {e:#}")),
+/// `rport check` flags.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Interfaces toward the clients, as `rport run` would get them.
+    #[arg(long, value_name = "IF", num_args = 1..)]
+    pub outside: Vec<String>,
+    /// Interfaces toward the SIP servers.
+    #[arg(long, value_name = "IF", num_args = 1..)]
+    pub inside: Vec<String>,
+    /// Machine-readable output (the facts and the verdicts; see docs/OPERATIONS.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One line per verdict: `ok  `, `warn` or `FAIL`, what was found, then the fix.
+pub fn render(r: &Report, colour: bool) -> String {
+    let mut out = String::new();
+    for l in &r.checks {
+        let (tag, c) = match l.status {
+            Status::Ok => ("ok  ", "32"),
+            Status::Warn => ("warn", "33"),
+            Status::Fail => ("FAIL", "31"),
+        };
+        let tag = if colour {
+            format!("\x1b[{c}m{tag}\x1b[0m")
+        } else {
+            tag.to_string()
+        };
+        out.push_str(&format!("{tag} {}", l.message));
+        if let Some(f) = &l.fix {
+            out.push_str(&format!(" (fix: {f})"));
+        }
+        out.push('\n');
     }
-    if !ok {
-        bail!("this machine cannot run rport (see FAIL lines)");
+    out
+}
+
+/// `rport check`: exits non-zero when a line is red (rport cannot run like this).
+pub fn check(args: CheckArgs) -> Result<()> {
+    let r = crate::datapath::probe::report(&args.outside, &args.inside);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", render(&r, std::io::stdout().is_terminal()));
+    }
+    if !r.ok {
+        let n = r.checks.iter().filter(|l| l.status == Status::Fail).count();
+        bail!("rport cannot run like this: {n} check(s) failed (the FAIL lines)");
     }
     Ok(())
 }

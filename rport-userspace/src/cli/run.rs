@@ -89,6 +89,14 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = rport_common::MAX_BINDINGS,
           value_parser = parse_max_bindings)]
     pub max_bindings: u32,
+    /// TOML file of these flags (keys: their long names, `sip-port = [5060, 5080]`); a
+    /// flag given here replaces the file's value. Default: /etc/rport/rport.toml if it
+    /// exists (docs/OPERATIONS.md, "Configuration file").
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Check the configuration (file and flags) and exit: 0 when valid; loads nothing.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 fn parse_max_bindings(s: &str) -> Result<u32, String> {
@@ -150,6 +158,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         contact_alias: args.contact == ContactMode::Alias,
         max_bindings: args.max_bindings,
     };
+    if args.check_config {
+        loader::check_config(&cfg)?;
+        println!(
+            "rport: the configuration is valid ({})",
+            match &args.config {
+                Some(p) => format!("file {} and the command line", p.display()),
+                None => "the command line; no config file".into(),
+            }
+        );
+        return Ok(());
+    }
     // The control socket first: a second daemon in this namespace stops here, before it
     // touches the first one's attachments.
     // `_claim` lives to the end: the socket goes away after the detach.

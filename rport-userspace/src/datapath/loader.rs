@@ -235,21 +235,30 @@ fn need_root() -> Result<()> {
     Ok(())
 }
 
-/// Loads the program, fills its maps and attaches it to every interface.
-pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
-    need_root()?;
+/// The checks of a configuration that need nothing from the kernel (`rport run
+/// --check-config` runs them alone): interfaces given, once each; SIP ports; map size.
+pub fn check_config(cfg: &LoadConfig) -> Result<()> {
     if cfg.outside.is_empty() || cfg.inside.is_empty() {
         bail!("give at least one --outside and one --inside interface");
     }
     if cfg.sip_ports.is_empty() || cfg.sip_ports.contains(&0) {
         bail!("--sip-port must be 1..65535");
     }
+    let all: Vec<&String> = cfg.outside.iter().chain(&cfg.inside).collect();
+    if let Some((_, n)) = all.iter().enumerate().find(|(i, n)| all[..*i].contains(n)) {
+        bail!("interface {n} given twice");
+    }
+    check_max_bindings(cfg.max_bindings)?;
+    Ok(())
+}
+
+/// Loads the program, fills its maps and attaches it to every interface.
+pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
+    need_root()?;
+    check_config(cfg)?;
     let mut ifaces = Vec::new();
     for (names, r) in [(&cfg.outside, role::OUTSIDE), (&cfg.inside, role::INSIDE)] {
         for n in names {
-            if ifaces.iter().any(|i: &Iface| &i.name == n) {
-                bail!("interface {n} given twice");
-            }
             let slot = ifaces.len() as u32;
             ifaces.push(Iface {
                 name: n.clone(),
