@@ -19,6 +19,7 @@ pub mod cli {
     //! `rport check` and `rport replay`.
     pub mod bindings;
     pub mod check;
+    pub mod out;
     pub mod replay;
     pub mod run;
     pub mod stats;
@@ -34,6 +35,8 @@ pub mod datapath {
     pub mod mmsg;
     pub mod testrun;
 }
+
+pub mod privileges;
 
 pub mod sip {
     //! SIP message handling: the headers ([`headers`]: framing, lookup, Call-ID), the top
