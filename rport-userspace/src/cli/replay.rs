@@ -13,6 +13,7 @@ use rport_common::{
 };
 use serde_json::json;
 
+use crate::cli::out::outln;
 use crate::datapath::testrun::XdpHarness;
 
 /// One packet of a classic pcap file.
@@ -144,15 +145,15 @@ pub fn run(
         .map(|(j, c)| (c.name().to_string(), total[j].into()))
         .collect();
     if as_json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"packets": rows, "totals": totals}))?
         );
     } else {
         for r in &rows {
             match r.get("error") {
-                Some(e) => println!("{:>6}  error: {}", r["n"], e.as_str().unwrap_or("")),
-                None => println!(
+                Some(e) => outln!("{:>6}  error: {}", r["n"], e.as_str().unwrap_or("")),
+                None => outln!(
                     "{:>6}  {:<10} {:>5} B  {}",
                     r["n"],
                     r["verdict"].as_str().unwrap_or(""),
@@ -168,9 +169,9 @@ pub fn run(
                 ),
             }
         }
-        println!("\n{} packets", packets.len());
+        outln!("\n{} packets", packets.len());
         for (k, v) in &totals {
-            println!("  {k:<28} {v}");
+            outln!("  {k:<28} {v}");
         }
     }
     Ok(())
