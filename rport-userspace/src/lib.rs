@@ -22,6 +22,7 @@ pub mod cli {
     pub mod bindings;
     pub mod check;
     pub mod config;
+    pub mod out;
     pub mod replay;
     pub mod run;
     pub mod stats;
@@ -39,6 +40,8 @@ pub mod datapath {
     pub mod probe;
     pub mod testrun;
 }
+
+pub mod privileges;
 
 pub mod sip {
     //! SIP message handling: the headers ([`headers`]: framing, lookup, Call-ID), the top

@@ -3,7 +3,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use rport_userspace::{
-    cli::{bindings, check, config, replay, run as daemon, stats},
+    cli::{bindings, check, config, out, replay, run as daemon, stats},
     sip::rewrite,
 };
 
@@ -132,6 +132,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `rport stats | head`: the reader has all it wanted; not an error (cli/out.rs).
+        Err(e) if out::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             // One line, the whole chain of causes, no backtrace.
             eprintln!("rport: {e:#}");

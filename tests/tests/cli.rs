@@ -1,7 +1,17 @@
 //! Bad invocations: a non-zero exit and one clear line on stderr, never a usage block, a
 //! backtrace or a panic; and nothing attached or left behind (they run in a namespace of
 //! their own, which is gone afterwards).
-use rport_tests::ns::{Ns, can_run, rport_bin};
+use std::{
+    io::Write as _,
+    os::fd::{FromRawFd as _, OwnedFd},
+    process::{Command, Stdio},
+};
+
+use rport_tests::{
+    ns::{Bpffs, Ns, can_run, rport_bin},
+    packets::{NAT_PORT, NAT_V4, SERVER_V4, register, udp4},
+    topo::NatTopology,
+};
 
 #[test]
 fn bad_flags_and_config_give_one_clear_line() {
@@ -86,6 +96,11 @@ fn bad_flags_and_config_give_one_clear_line() {
             "invalid value 'nonsense' for '--source",
         ),
         ("replay /nonexistent.pcap", 1, "/nonexistent.pcap"),
+        (
+            "run --outside lo --inside x --metrics 9464x",
+            2,
+            "expected PORT or ADDR:PORT (e.g. 9464, 0.0.0.0:9464), not \"9464x\"",
+        ),
     ];
     let mut failures = Vec::new();
     for (args, code, says) in table {
@@ -227,4 +242,129 @@ fn check_config_validates_file_and_flags() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // --check-config loaded and attached nothing.
     assert!(!ns.ip(&["-o", "link"]).unwrap().contains("xdp"));
+}
+
+/// A pipe whose reader is already gone: the write end, as a child's stdout.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both are open descriptors of ours, each wrapped once.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(r);
+    Stdio::from(w)
+}
+
+/// A pcap file of one Ethernet frame.
+fn one_frame_pcap(frame: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    v.extend_from_slice(&[
+        2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0,
+    ]);
+    for x in [0, 0, frame.len() as u32, frame.len() as u32] {
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.extend_from_slice(frame);
+    v
+}
+
+/// `rport stats --json | head -c1`, made certain: every printing subcommand with its
+/// stdout's reader already gone ends quietly (exit 0, nothing on stderr, no panic); and
+/// `rport stats` as nobody says "permission denied" in one line.
+#[test]
+fn a_closed_stdout_ends_quietly_and_non_root_gets_one_line() {
+    if !can_run(
+        "a_closed_stdout_ends_quietly_and_non_root_gets_one_line",
+        &["ip", "nft", "setpriv"],
+    ) {
+        return;
+    }
+    let rport = rport_bin().unwrap();
+    let t = NatTopology::new().unwrap();
+    let pins = Bpffs::new().unwrap();
+    let r = t.rport(&pins, &[]).unwrap();
+    let pcap = t.path("one.pcap");
+    let via = "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-pipe;rport";
+    std::fs::write(
+        &pcap,
+        one_frame_pcap(&udp4(NAT_V4, NAT_PORT, SERVER_V4, 5060, &register(via))),
+    )
+    .unwrap();
+    let pcap = pcap.to_str().unwrap();
+    let replay = format!("replay {pcap}");
+    let replay_json = format!("replay --json {pcap}");
+    let rows: &[&str] = &[
+        "stats",
+        "stats --json",
+        "stats --nat",
+        "bindings",
+        "bindings --json",
+        "bindings --clients",
+        "check",
+        "rewrite --source 203.0.113.1:32415",
+        &replay,
+        &replay_json,
+    ];
+    let mut failures = Vec::new();
+    for args in rows {
+        let mut c = t.gw.cmd(&rport);
+        c.args(args.split_whitespace())
+            .stdin(Stdio::piped())
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        // The rewrite reads a message; the others get an empty stdin.
+        let mut stdin = child.stdin.take().unwrap();
+        if args.starts_with("rewrite") {
+            stdin.write_all(&register(via)).unwrap();
+        }
+        drop(stdin);
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.code() != Some(0) || !err.is_empty() {
+            failures.push(format!(
+                "{args:?} to a closed pipe: exit {:?}, stderr {err:?}",
+                o.status.code()
+            ));
+        }
+    }
+    // Not root: the socket's directory is root's only. With DAC override (a user that
+    // can reach the socket anyway), the daemon's own refusal. One line each.
+    let nobody = ["--reuid", "65534", "--regid", "65534", "--clear-groups"];
+    let dac = [
+        "--inh-caps",
+        "+dac_override,+dac_read_search",
+        "--ambient-caps",
+        "+dac_override,+dac_read_search",
+    ];
+    for (extra, says) in [
+        (
+            &[][..],
+            "permission denied (the control socket is root's only",
+        ),
+        (&dac[..], "rport: daemon: permission denied"),
+    ] {
+        let o = Command::new("ip")
+            .args(["netns", "exec", &t.gw.name, "setpriv"])
+            .args(nobody)
+            .args(extra)
+            .arg(&rport)
+            .arg("stats")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        if o.status.code() != Some(1)
+            || err.lines().count() != 1
+            || !err.starts_with("rport: ")
+            || !err.contains(says)
+        {
+            failures.push(format!(
+                "non-root stats {extra:?}: exit {:?}, stderr {err:?}",
+                o.status.code()
+            ));
+        }
+    }
+    drop(r);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
+use crate::cli::out::outln;
 use crate::observe::control;
 
 /// `rport bindings` flags.
@@ -29,18 +30,22 @@ pub fn bindings_cmd(args: BindingsArgs) -> Result<()> {
     list.truncate(args.limit);
     if args.json {
         // Through a Value, whose maps sort their keys: the order the output always had.
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::to_value(&list)?)?
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<24} {:<22} {:<22} {:>8} {:>5}  FLAGS",
-        "SOURCE (NAT MAPPING)", "SENT-BY", "SERVER", "AGE s", "REQS"
+        "SOURCE (NAT MAPPING)",
+        "SENT-BY",
+        "SERVER",
+        "AGE s",
+        "REQS"
     );
     for b in &list {
-        println!(
+        outln!(
             "{:<24} {:<22} {:<22} {:>8.1} {:>5}  {}",
             b.source.to_string(),
             b.sent_by,
@@ -58,18 +63,22 @@ fn clients_cmd(args: BindingsArgs) -> Result<()> {
     let mut list = control::clients()?;
     list.truncate(args.limit);
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::to_value(&list)?)?
         );
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<32} {:<24} {:<16} {:>12} {:>10}",
-        "CLIENT (CALL-ID)", "NAT MAPPING", "SERVER", "TAGGED s ago", "EXPIRES s"
+        "CLIENT (CALL-ID)",
+        "NAT MAPPING",
+        "SERVER",
+        "TAGGED s ago",
+        "EXPIRES s"
     );
     for c in &list {
-        println!(
+        outln!(
             "{:<32} {:<24} {:<16} {:>12.1} {:>10.0}",
             // The Call-ID is the client's text: no control characters to the terminal.
             c.client

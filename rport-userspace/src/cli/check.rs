@@ -6,6 +6,7 @@ use std::io::IsTerminal as _;
 use anyhow::{Result, bail};
 use clap::Args;
 
+use crate::cli::out::{out, outln};
 use crate::observe::hostcheck::{Report, Status};
 
 /// `rport check` flags.
@@ -49,9 +50,9 @@ pub fn render(r: &Report, colour: bool) -> String {
 pub fn check(args: CheckArgs) -> Result<()> {
     let r = crate::datapath::probe::report(&args.outside, &args.inside);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&r)?);
+        outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
-        print!("{}", render(&r, std::io::stdout().is_terminal()));
+        out!("{}", render(&r, std::io::stdout().is_terminal()));
     }
     if !r.ok {
         let n = r.checks.iter().filter(|l| l.status == Status::Fail).count();

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 
 use crate::{
     capture,
+    cli::out::outln,
     datapath::{
         forward::Rules,
         inject,
@@ -333,7 +334,7 @@ pub fn run(
         .map(|((name, _, _), v)| (name.to_string(), v.into()))
         .collect();
     if as_json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "xdp": engine.name(),
@@ -343,7 +344,7 @@ pub fn run(
             }))?
         );
     } else {
-        print_text(&rows, records.len(), engine.name(), &totals, &dtotals);
+        print_text(&rows, records.len(), engine.name(), &totals, &dtotals)?;
     }
     Ok(())
 }
@@ -365,10 +366,10 @@ fn print_text(
     engine: &str,
     totals: &serde_json::Map<String, Value>,
     dtotals: &serde_json::Map<String, Value>,
-) {
+) -> Result<()> {
     for r in rows {
         if let Some(e) = r.get("error") {
-            println!(
+            outln!(
                 "{:>6}  error: {}",
                 r["n"].as_u64().unwrap_or(0),
                 e.as_str().unwrap_or("")
@@ -380,7 +381,7 @@ fn print_text(
             .and_then(|t| t.as_str())
             .map(|t| format!("  → {t}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "{:>6}  {:<10} {:>5} B  {}{to}",
             r["n"].as_u64().unwrap_or(0),
             r["verdict"].as_str().unwrap_or(""),
@@ -389,7 +390,7 @@ fn print_text(
         );
         let Some(w) = r.get("rewrite") else { continue };
         if let Some(e) = w.get("error").and_then(|e| e.as_str()) {
-            println!("{:>8}daemon: {e}", "");
+            outln!("{:>8}daemon: {e}", "");
             continue;
         }
         let pairs = w["via"].as_object().map(|v| ("Via", v)).into_iter().chain(
@@ -405,23 +406,24 @@ fn print_text(
                 p["before"].as_str().unwrap_or(""),
                 p["after"].as_str().unwrap_or(""),
             );
-            println!("{:>8}{name:<8} {b}", "");
+            outln!("{:>8}{name:<8} {b}", "");
             if a != b {
-                println!("{:>8}{:<8} {a}", "", "  →");
+                outln!("{:>8}{:<8} {a}", "", "  →");
             }
         }
-        println!("{:>8}daemon: {}", "", strs(&w["daemon"]));
+        outln!("{:>8}daemon: {}", "", strs(&w["daemon"]));
     }
-    println!("\n{records} packets (XDP verdicts: {engine})");
+    outln!("\n{records} packets (XDP verdicts: {engine})");
     for (k, v) in totals {
-        println!("  {k:<28} {v}");
+        outln!("  {k:<28} {v}");
     }
     if !dtotals.is_empty() {
-        println!("daemon (its rewrite library)");
+        outln!("daemon (its rewrite library)");
         for (k, v) in dtotals {
-            println!("  {k:<28} {v}");
+            outln!("  {k:<28} {v}");
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

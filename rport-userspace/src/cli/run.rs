@@ -66,8 +66,9 @@ pub struct RunArgs {
     /// Treat clients from this network as if they had sent `;rport` (repeatable).
     #[arg(long = "force-rport", value_name = "CIDR")]
     pub force_rport: Vec<String>,
-    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics; PORT alone binds
+    /// 127.0.0.1:PORT (docs/OPERATIONS.md: exposing it safely).
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = metrics::parse_listen)]
     pub metrics: Option<std::net::SocketAddr>,
     /// Log level of the XDP program (aya-log, on stderr); `debug` logs per packet.
     #[arg(long, value_enum, default_value_t = loader::XdpLog::Off)]
@@ -180,6 +181,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     // Subscribed before the attach: an interface replaced from then on is seen.
     let link_events = ifwatch::LinkEvents::open()?;
     let mut loaded = loader::load_and_attach(&cfg)?;
+    // Attached: from here on only what the running daemon needs (and its threads, spawned
+    // below, inherit only that). A failure stops it, detaching as it goes.
+    crate::privileges::drop_to_kept().context("dropping privileges after attach")?;
     let stop = Arc::new(AtomicBool::new(false));
     let batch_time = metrics::batch_histogram();
     let nat = Arc::new(NatTracker::default());

@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::{Result, bail};
 use clap::Args;
 
+use crate::cli::out::{out, outln};
 use crate::observe::{
     control,
     snapshot::Snapshot,
@@ -41,13 +42,13 @@ pub fn stats_cmd(args: StatsArgs) -> Result<()> {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)?
                     .as_secs_f64();
-                print!("{}", diagnose(&s, now));
+                out!("{}", diagnose(&s, now));
                 return Ok(());
             }
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&s.to_json()?)?);
+                outln!("{}", serde_json::to_string_pretty(&s.to_json()?)?);
             } else {
-                print!("{}", render_table(&s, None, 1.0));
+                out!("{}", render_table(&s, None, 1.0));
             }
         }
         Some(0) => bail!("--watch needs a period of at least 1 second"),
@@ -57,9 +58,9 @@ pub fn stats_cmd(args: StatsArgs) -> Result<()> {
                 std::thread::sleep(Duration::from_secs(secs));
                 let s = control::stats()?;
                 if args.json {
-                    println!("{}", s.to_json()?);
+                    outln!("{}", s.to_json()?);
                 } else {
-                    print!(
+                    out!(
                         "\x1b[2J\x1b[H{}",
                         render_table(&s, Some(&prev), secs as f64)
                     );

@@ -121,6 +121,11 @@ pub fn spawn_xdp_logger(ebpf: &mut Ebpf) -> Result<()> {
         .name("rport-xdp-log".into())
         .spawn(move || {
             use std::os::fd::AsRawFd as _;
+            // Started before the main thread drops its capabilities (they are per thread).
+            if let Err(e) = crate::privileges::drop_to_kept() {
+                eprintln!("rport: the XDP log thread: {e:#}");
+                return;
+            }
             loop {
                 let mut p = libc::pollfd {
                     fd: logger.as_raw_fd(),

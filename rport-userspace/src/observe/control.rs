@@ -370,9 +370,16 @@ fn request_in<T: serde::de::DeserializeOwned>(
     what: &str,
 ) -> Result<T> {
     let mut s = connect_in(layout, owner)?;
-    writeln!(s, "{what}")?;
+    // One write of the whole line. If it fails (the daemon answered and closed first: it
+    // refuses a client it does not trust), its answer may still be there to read: that,
+    // not "Broken pipe", is what the user needs to see.
+    let sent = s.write_all(format!("{what}\n").as_bytes());
     let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
+    let read = s.read_to_string(&mut buf);
+    if buf.is_empty() {
+        sent.context("sending the request to the daemon")?;
+        read.context("reading the daemon's reply")?;
+    }
     let v: Value = serde_json::from_str(&buf).context("malformed reply from the daemon")?;
     if let Some(e) = v.get("error") {
         bail!("daemon: {}", e.as_str().unwrap_or_default());

@@ -1,13 +1,19 @@
-//! `rport run --metrics ADDR:PORT`: the Prometheus text exposition at `/metrics`.
+//! `rport run --metrics [ADDR:]PORT`: the Prometheus text exposition at `/metrics`.
 //!
 //! Each scrape reads the same [`Snapshot`](crate::observe::snapshot::Snapshot) as `rport
 //! stats` (the pinned XDP maps and the forwarding threads' counters) and encodes its typed
 //! figures with rust-prometheus's TextEncoder.
 //! Scrapes are rare (seconds apart), so building a registry per scrape costs nothing on
 //! the data path.
+//!
+//! The listener is hyper's HTTP/1 server on a current-thread tokio runtime of its own
+//! thread, bounded against whoever can reach the port (docs/OPERATIONS.md `## Metrics`):
+//! a request head of at most [`MAX_HEAD_BYTES`], read within [`HEAD_TIMEOUT`], a
+//! connection closed after its one answer or [`CONNECTION_TIMEOUT`], and at most
+//! [`MAX_CONNECTIONS`] at once (one more is closed at accept). `GET /metrics` only.
 use std::{
-    io::{BufRead as _, BufReader, Write as _},
-    net::{SocketAddr, TcpListener},
+    convert::Infallible,
+    net::{Ipv4Addr, SocketAddr, TcpListener},
     sync::Arc,
     time::Duration,
 };
@@ -105,43 +111,154 @@ pub fn render(sources: &Sources) -> Result<String> {
     Ok(String::from_utf8(out)?)
 }
 
-/// Binds the metrics listener (an error here stops `rport run` before it attaches).
-pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr).with_context(|| format!("binding the metrics listener on {addr}"))
+/// The longest request head (request line and headers) read: a longer one is answered
+/// 431 and closed, so a client cannot make the daemon buffer more. (hyper's minimum is
+/// 8 KiB; a scraper's GET is a few hundred bytes.)
+pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// The time a client has to send its whole request head from connecting.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection is kept, answer included (a client that does not read it).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; Prometheus needs one per scrape.
+pub const MAX_CONNECTIONS: usize = 16;
+
+const EXPOSITION: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `--metrics`: `PORT` alone is 127.0.0.1:PORT (this host only: exposing the figures is a
+/// choice, see docs/OPERATIONS.md); `ADDR:PORT` binds that address.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)));
+    }
+    s.parse()
+        .map_err(|_| format!("expected PORT or ADDR:PORT (e.g. 9464, 0.0.0.0:9464), not {s:?}"))
 }
 
-/// Serves `GET /metrics` until the process exits.
-pub fn serve(listener: TcpListener, sources: Arc<Sources>) {
-    for conn in listener.incoming() {
-        let Ok(mut s) = conn else { continue };
-        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut line = String::new();
-        if BufReader::new(&s).read_line(&mut line).is_err() {
-            continue;
-        }
-        let path = line.split_whitespace().nth(1).unwrap_or("");
-        let (status, ctype, body) = if !line.starts_with("GET ") {
-            (
-                "405 Method Not Allowed",
-                "text/plain",
-                "GET only\n".to_string(),
-            )
-        } else if path == "/metrics" {
-            match render(&sources) {
-                Ok(b) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", b),
-                Err(e) => (
-                    "500 Internal Server Error",
-                    "text/plain",
-                    format!("{e:#}\n"),
-                ),
-            }
-        } else {
-            ("404 Not Found", "text/plain", "try /metrics\n".to_string())
-        };
-        let _ = write!(
-            s,
-            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
+/// Binds the metrics listener (an error here stops `rport run` before it attaches).
+pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    let l = TcpListener::bind(addr)
+        .with_context(|| format!("binding the metrics listener on {addr}"))?;
+    // tokio takes it over in `serve`.
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+type Body = http_body_util::Full<hyper::body::Bytes>;
+
+fn answer(status: hyper::StatusCode, ctype: &str, body: String) -> hyper::Response<Body> {
+    let mut r = hyper::Response::new(Body::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_str(ctype).expect("a valid content type"),
+    );
+    r
+}
+
+/// The one match from a request to its answer.
+async fn respond<B>(sources: Arc<Sources>, req: hyper::Request<B>) -> hyper::Response<Body> {
+    use hyper::{Method, StatusCode};
+    if req.method() != Method::GET {
+        let mut r = answer(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET only\n".into(),
         );
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("GET"),
+        );
+        return r;
+    }
+    if req.uri().path() != "/metrics" {
+        return answer(StatusCode::NOT_FOUND, "text/plain", "try /metrics\n".into());
+    }
+    // Reading the maps blocks (a full BINDINGS map takes a while): off the accept loop.
+    match tokio::task::spawn_blocking(move || render(&sources)).await {
+        Ok(Ok(body)) => answer(StatusCode::OK, EXPOSITION, body),
+        Ok(Err(e)) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("{e:#}\n"),
+        ),
+        Err(e) => answer(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            format!("{e}\n"),
+        ),
+    }
+}
+
+/// Serves `GET /metrics` until the process exits (on the calling thread).
+pub fn serve(listener: TcpListener, sources: Arc<Sources>) {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rport: the metrics listener: {e}");
+            return;
+        }
+    };
+    if let Err(e) = rt.block_on(serve_async(listener, sources)) {
+        eprintln!("rport: the metrics listener: {e:#}");
+    }
+}
+
+async fn serve_async(listener: TcpListener, sources: Arc<Sources>) -> Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            // Out of descriptors or the like: wait instead of spinning on it.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // All slots taken: close at once (the scraper tries again at its next interval)
+        // rather than queue connections without bound.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let sources = sources.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |req| {
+                let sources = sources.clone();
+                async move { Ok::<_, Infallible>(respond(sources, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
+                .max_buf_size(MAX_HEAD_BYTES)
+                // One answer per connection, as before: nothing idles in a slot.
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_port_alone_is_loopback() {
+        assert_eq!(parse_listen("9464").unwrap().to_string(), "127.0.0.1:9464");
+        assert_eq!(
+            parse_listen("0.0.0.0:9464").unwrap().to_string(),
+            "0.0.0.0:9464"
+        );
+        assert_eq!(
+            parse_listen("[::1]:9464").unwrap().to_string(),
+            "[::1]:9464"
+        );
+        assert!(parse_listen("70000").is_err());
+        assert!(parse_listen("localhost").is_err());
     }
 }
