@@ -430,18 +430,25 @@ fn bench_nat(cr: &mut Criterion) {
             n += 1;
         }
     }
+    let filled: Vec<usize> = (0..n).collect();
     let newcomers = call_ids("new-", 1 << 16);
-    let mut k = 0;
+    let (mut k, mut at) = (0usize, t0);
     g.bench_function("full_newcomer", |b| {
         b.iter_custom(|iters| {
             let mut spent = Duration::ZERO;
             for _ in 0..iters {
                 k += 1;
-                // Minutes pass, but never an hour since the table filled.
-                let now = t0 + Duration::from_secs(61 * (k % 58) as u64 + 61);
+                // Every 50 newcomers (50 minutes) the table's clients refresh (untimed), so
+                // it stays full of clients active within the hour.
+                if k % 50 == 0 {
+                    for &i in &filled {
+                        let _ = full.observe(&many[i], source(i * 10), at, None);
+                    }
+                }
+                at += Duration::from_secs(61);
                 let id = &newcomers[k % newcomers.len()];
                 let s = Instant::now();
-                black_box(full.observe(black_box(id), source(k), now, None));
+                black_box(full.observe(black_box(id), source(k), at, None));
                 spent += s.elapsed();
             }
             spent
