@@ -8,6 +8,12 @@
 //! message from a phone: the top Via with its steering tag, then the Contact aliased with
 //! a Contact tag ([`rport_userspace::sip::contact`]), both tags made in the loop (a
 //! SipHash each), as the daemon makes them per message.
+//!
+//! `nat/*` is the NAT tracker's cost per rewritten request ([`NatTracker::observe`]):
+//! `refresh` a known client's REGISTER (10,000 clients of 1,000 sources), alone and
+//! `refresh_contended` with a second thread observing other clients all the while (two
+//! forwarding threads); `full_newcomer` a new Call-ID arriving at a full table, a minute
+//! after the previous one (the worst case of a flood: what the lock is held for).
 use std::{
     hint::black_box,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -17,6 +23,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use rport_userspace::{
     datapath::afxdp::FRAME_SIZE,
     datapath::keys::Signer,
+    observe::nat::{CLIENTS, NatTracker},
     sip::{
         contact::{ContactPolicy, rewrite_contacts},
         rewrite::{Observed, Policy, rewrite_top_via},
@@ -355,5 +362,100 @@ fn bench_rewrite(cr: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_rewrite);
+/// `n` Call-IDs as phones make them.
+fn call_ids(prefix: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("{prefix}{i:08x}-a84b4c76e66710@pc33.example.com").into_bytes())
+        .collect()
+}
+
+/// A source per 10 clients, in 192.168.0.0/16 (a bench: nothing is sent).
+fn source(i: usize) -> std::net::SocketAddr {
+    let i = i / 10;
+    std::net::SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(192, 168, (i >> 8) as u8, i as u8)),
+        40000,
+    )
+}
+
+fn bench_nat(cr: &mut Criterion) {
+    use std::{
+        sync::{
+            Arc,
+            atomic::{AtomicBool, Ordering},
+        },
+        time::{Duration, Instant},
+    };
+    let mut g = cr.benchmark_group("nat");
+    let t0 = Instant::now();
+    let nat = Arc::new(NatTracker::default());
+    let ids = call_ids("reg-", 10_000);
+    for (i, id) in ids.iter().enumerate() {
+        let _ = nat.observe(id, source(i), t0, None);
+    }
+    let refresh = |b: &mut criterion::Bencher<'_>| {
+        let mut k = 0;
+        b.iter(|| {
+            k = (k + 1) % ids.len();
+            black_box(nat.observe(black_box(&ids[k]), source(k), t0, None))
+        })
+    };
+    g.bench_function("refresh", refresh);
+    {
+        // Another forwarding thread on other clients of the same tracker.
+        let stop = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (nat, stop) = (nat.clone(), stop.clone());
+            let ids = call_ids("other-", 10_000);
+            std::thread::spawn(move || {
+                let mut k = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    k = (k + 1) % ids.len();
+                    black_box(nat.observe(&ids[k], source(k), t0, None));
+                }
+            })
+        };
+        g.bench_function("refresh_contended", refresh);
+        stop.store(true, Ordering::Relaxed);
+        let _ = other.join();
+    }
+    // A full table of clients active within the hour; each newcomer a minute after the
+    // previous one.
+    let full = NatTracker::default();
+    let many = call_ids("full-", CLIENTS * 2);
+    let mut n = 0;
+    while full.state().clients < CLIENTS as u64 && n < many.len() {
+        for _ in 0..1000 {
+            let _ = full.observe(&many[n], source(n * 10), t0, None);
+            n += 1;
+        }
+    }
+    let filled: Vec<usize> = (0..n).collect();
+    let newcomers = call_ids("new-", 1 << 16);
+    let (mut k, mut at) = (0usize, t0);
+    g.bench_function("full_newcomer", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                k += 1;
+                // Every 50 newcomers (50 minutes) the table's clients refresh (untimed), so
+                // it stays full of clients active within the hour.
+                if k % 50 == 0 {
+                    for &i in &filled {
+                        let _ = full.observe(&many[i], source(i * 10), at, None);
+                    }
+                }
+                at += Duration::from_secs(61);
+                let id = &newcomers[k % newcomers.len()];
+                let s = Instant::now();
+                black_box(full.observe(black_box(id), source(k), at, None));
+                spent += s.elapsed();
+            }
+            spent
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_rewrite, bench_nat);
 criterion_main!(benches);

@@ -226,7 +226,8 @@ pub fn forward_frame<'f>(
             std::net::SocketAddr::new(src, h.sport),
             now,
             tagged.then_some(server),
-        );
+        )
+        .count(stats);
     }
     let Ok(total) = inject::finish(frame, &h, new_plen) else {
         // TTL exhausted (a router drops it too) or a header that cannot hold the length.

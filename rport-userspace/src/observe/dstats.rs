@@ -102,6 +102,14 @@ daemon_counters! {
     iface_lost = "errors";
     /// Interfaces that came back under their name (a new ifindex) and were attached again: programs, IFACES entry, AF_XDP sockets.
     iface_reattached = "errors";
+    /// New clients (Call-IDs) the NAT tracker did not track because their source IP (an IPv6 /64) already holds its share of the table (1,024 clients), all of them active within 300 s: what one sender flooding Call-IDs gets.
+    nat_source_capped = "nat";
+    /// Clients the NAT tracker forgot to make room for a newer one of the same source IP at its share: that source's least recently refreshed, silent for at least 300 s.
+    nat_source_evicted = "nat";
+    /// Clients the NAT tracker forgot to make room in a full table: the least recently refreshed, silent for 300 s to an hour (one that refreshes more often is never forgotten).
+    nat_full_evicted = "nat";
+    /// Clients the NAT tracker forgot to make room in a full table, silent for more than an hour.
+    nat_idle_expired = "nat";
 }
 
 impl DaemonStats {

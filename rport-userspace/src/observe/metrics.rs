@@ -98,6 +98,12 @@ pub fn render(sources: &Sources) -> Result<String> {
         "Clients seen from a new public address or port (their NAT dropped the old mapping)",
         snap.nat.rebindings,
     )?;
+    let clients = IntGauge::new(
+        "rport_nat_clients",
+        "Clients (Call-IDs) the NAT tracker holds now (what it forgot: rport_daemon_nat_*)",
+    )?;
+    clients.set(snap.nat.clients as i64);
+    reg.register(Box::new(clients))?;
     let reachable = IntGauge::new(
         "rport_nat_reachable_clients",
         "Clients whose Contact the daemon tagged, the tag still valid: a server can reach them",

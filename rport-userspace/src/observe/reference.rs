@@ -49,8 +49,8 @@ pub fn stats_reference() -> String {
 /// The `nat` object of `rport stats --json` (the daemon's NAT diagnostics,
 /// rport-userspace/src/observe/nat.rs).
 const NAT_FIELDS: &str = "\
-| `nat.clients` | Clients (Call-IDs of rewritten requests) tracked now; at most 65,536, idle ones forgotten after an hour when full. |
-| `nat.untracked` | Requests of new clients not tracked because the table was full of active ones. |
+| `nat.clients` | Clients (Call-IDs of rewritten requests) tracked now; at most 65,536 (32 shards of 2,048), at most 1,024 of one source IP (an IPv6 /64); when full, the least recently refreshed silent for 300 s makes room (Prometheus: `rport_nat_clients`). |
+| `nat.untracked` | Requests of new clients not tracked because the table was full of clients active within 300 s. |
 | `nat.reachable_clients` | Clients tracked now whose Contact the daemon tagged within the tag's age limit (a day): a server can send them requests (`rport bindings --clients`; Prometheus: `rport_nat_reachable_clients`). |
 | `nat.rebindings` | A client seen from a new public address or port: its NAT dropped the old mapping, and calls to it were lost meanwhile (Prometheus: `rport_nat_rebindings_total`). |
 | `nat.recent_rebindings[]` | The latest 16, newest first: `at_unix`, `client` (Call-ID), `old` and `new` mapping, `old_age_s` (how long the old mapping had been idle). |
