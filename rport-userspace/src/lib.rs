@@ -17,6 +17,7 @@
 pub mod cli {
     //! The subcommands: `rport run` (the daemon), `rport stats`, `rport bindings`,
     //! `rport check` and `rport replay`.
+    pub mod assets;
     pub mod bindings;
     pub mod check;
     pub mod replay;
@@ -54,9 +55,11 @@ pub mod observe {
     //! reference of its fields, docs/STATS.md ([`reference`]).
     pub mod control;
     pub mod dstats;
+    pub mod logging;
     pub mod metrics;
     mod named;
     pub mod nat;
+    pub mod notify;
     pub mod reference;
     pub mod snapshot;
     pub mod table;

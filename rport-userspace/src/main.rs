@@ -1,9 +1,10 @@
 //! `rport`: the command line. Each subcommand lives in its own module of the library.
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use rport_userspace::{
-    cli::{bindings, check, replay, run as daemon, stats},
+    cli::{assets, bindings, check, replay, run as daemon, stats},
+    observe::logging,
     sip::rewrite,
 };
 
@@ -14,6 +15,13 @@ use rport_userspace::{
     about = "Kernel-bypass SIP NAT helper (RFC 3581) for edge gateways"
 )]
 struct Cli {
+    /// Log level (default: RUST_LOG, else info). The XDP program's own events are
+    /// `rport run --xdp-log`.
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    log_level: Option<logging::Level>,
+    /// Log lines on stderr: `human`, or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Human)]
+    log_format: logging::Format,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -55,6 +63,9 @@ enum Cmd {
         #[arg(long = "server", value_name = "ADDR")]
         servers: Vec<std::net::IpAddr>,
     },
+    /// Write the man pages and shell completions into DIR (the package build uses it).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 /// A command-line error as one line: what is wrong, then where help is. (clap's own
@@ -92,6 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    logging::init(cli.log_level, cli.log_format);
     let result = match cli.cmd {
         Cmd::Run(args) => daemon::run(args),
         Cmd::Stats(args) => stats::stats_cmd(args),
@@ -108,6 +120,7 @@ fn main() -> ExitCode {
             sip_ports,
             servers,
         } => replay::run(&file, json, &sip_ports, &servers),
+        Cmd::GenerateAssets { dir } => assets::generate(Cli::command(), &dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -91,6 +91,7 @@ pub fn forward_frame<'f>(
 ) {
     let Ok(h) = inject::locate(&frame[..len.min(frame.len())]) else {
         DaemonStats::add(&stats.bad_frames, 1);
+        crate::warn_limited!("a frame from the XDP program is not IP/UDP: dropped");
         return;
     };
     let src = inject::source(&h);
@@ -134,8 +135,14 @@ pub fn forward_frame<'f>(
                 cid = r.call_id;
                 new_plen = r.len;
             }
-            Err(RewriteError::NoRoom) => DaemonStats::add(&stats.no_room, 1),
-            Err(_) => DaemonStats::add(&stats.rewrite_errors, 1),
+            Err(RewriteError::NoRoom) => {
+                DaemonStats::add(&stats.no_room, 1);
+                crate::warn_limited!(%src, "no room to rewrite the Via: forwarded unchanged");
+            }
+            Err(e) => {
+                DaemonStats::add(&stats.rewrite_errors, 1);
+                crate::warn_limited!(%src, "Via not rewritten ({e}): forwarded unchanged");
+            }
         }
     }
     // Contacts after the Via: each edit is measured against the message as it is now.
@@ -160,8 +167,14 @@ pub fn forward_frame<'f>(
                     new_plen = r.len;
                 }
             }
-            Err(RewriteError::NoRoom) => DaemonStats::add(&stats.no_room, 1),
-            Err(_) => DaemonStats::add(&stats.contact_errors, 1),
+            Err(RewriteError::NoRoom) => {
+                DaemonStats::add(&stats.no_room, 1);
+                crate::warn_limited!(%src, "no room to tag the Contact: forwarded unchanged");
+            }
+            Err(e) => {
+                DaemonStats::add(&stats.contact_errors, 1);
+                crate::warn_limited!(%src, "Contact not tagged ({e}): forwarded unchanged");
+            }
         }
     }
     if !changed {
@@ -184,6 +197,7 @@ pub fn forward_frame<'f>(
     let Ok(total) = inject::finish(frame, &h, new_plen) else {
         // TTL exhausted (a router drops it too) or a header that cannot hold the length.
         DaemonStats::add(&stats.bad_frames, 1);
+        crate::warn_limited!(%src, "TTL exhausted or too long after the rewrite: dropped");
         return;
     };
     // Done writing: the frame stays queued, unchanged, until the batch is flushed.
