@@ -95,6 +95,43 @@ fn unit_verifies() {
     assert!(e.contains("Failed to parse service type"), "{e}");
 }
 
+#[test]
+fn alert_rules_in_the_guide_pass_promtool() {
+    if !have("promtool") {
+        eprintln!(
+            "SKIP alert_rules_in_the_guide_pass_promtool: promtool is not installed (package prometheus)"
+        );
+        return;
+    }
+    let guide = std::fs::read_to_string(workspace().join("docs/OPERATIONS.md")).unwrap();
+    let rules = guide
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|r| r.split("```").next())
+        .expect("a ```yaml block of alert rules in docs/OPERATIONS.md");
+    let dir = TempDir::new("rport-rules-");
+    let check = |text: &str| {
+        let f = dir.0.join("rules.yml");
+        std::fs::write(&f, text).unwrap();
+        Command::new("promtool")
+            .args(["check", "rules"])
+            .arg(&f)
+            .output()
+            .unwrap()
+    };
+    let o = check(rules);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("SUCCESS: 3 rules found"));
+    // The metrics it names are the exporter's (docs/STATS.md, generated from the code).
+    let stats = std::fs::read_to_string(workspace().join("docs/STATS.md")).unwrap();
+    assert!(stats.contains("`rport_bindings_evicted`"));
+    assert!(
+        stats.contains("`xdp.userspace_unavailable`") && stats.contains("rport_xdp_<name>_total")
+    );
+    // And promtool is a real check: a broken expression fails.
+    assert!(!check(&rules.replace("rate(", "rate((")).status.success());
+}
+
 /// The installed package, purged on Drop (also when the test fails).
 struct Installed;
 
