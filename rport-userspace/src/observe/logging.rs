@@ -162,12 +162,15 @@ macro_rules! warn_limited {
     }};
 }
 
+/// A call site of the XDP program: its source file and line, as aya-log reports them.
+type Site = (Option<String>, Option<u32>);
+
 /// The XDP program's records (aya-log), limited per call site of the program (its file
 /// and line), and handed on to `inner` with the target [`XDP_TARGET`]. The log drain is
 /// one thread: the map of sites is locked once per record, never on the packet path.
 pub struct XdpLog<L> {
     inner: L,
-    sites: Mutex<HashMap<(Option<String>, Option<u32>), RateLimit>>,
+    sites: Mutex<HashMap<Site, RateLimit>>,
     clock: fn() -> u64,
 }
 
