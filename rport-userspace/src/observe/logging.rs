@@ -61,15 +61,23 @@ pub fn directives(level: Option<Level>, rust_log: Option<&str>) -> String {
 
 /// Installs the subscriber (once; a second call changes nothing) and the `log` bridge.
 pub fn init(level: Option<Level>, format: Format) {
-    use tracing_subscriber::{EnvFilter, fmt, prelude::*};
     let spec = directives(level, std::env::var("RUST_LOG").ok().as_deref());
-    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|e| {
-        eprintln!("rport: ignoring the log filter {spec:?}: {e}");
-        EnvFilter::new(directives(level, None))
-    });
     // Under systemd the journal stamps every line itself (JOURNAL_STREAM names it).
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let layer = fmt::layer().with_writer(std::io::stderr).with_ansi(false);
+    if let Err(e) = install(&spec, format, journal, std::io::stderr) {
+        eprintln!("rport: ignoring the log filter {spec:?}: {e}");
+        let _ = install(&directives(level, None), format, journal, std::io::stderr);
+    }
+}
+
+/// The subscriber of [`init`], writing to `w`; `Err` for a filter that does not parse.
+fn install<W>(spec: &str, format: Format, journal: bool, w: W) -> Result<(), String>
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+    let filter = EnvFilter::try_new(spec).map_err(|e| e.to_string())?;
+    let layer = fmt::layer().with_writer(w).with_ansi(false);
     let registry = tracing_subscriber::registry().with(filter);
     // `try_init` also installs tracing-log's LogTracer: `log` records become events.
     let _ = match (format, journal) {
@@ -77,6 +85,7 @@ pub fn init(level: Option<Level>, format: Format) {
         (Format::Human, true) => registry.with(layer.without_time()).try_init(),
         (Format::Human, false) => registry.with(layer).try_init(),
     };
+    Ok(())
 }
 
 /// Milliseconds on the process's monotonic clock (the limiters' time base).
@@ -324,6 +333,68 @@ mod tests {
                 1000 - PER_SECOND
             )
         );
+    }
+
+    /// The one test that installs the global subscriber (tests share the process).
+    #[test]
+    fn xdp_debug_events_pass_an_info_filter_as_json() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let w = buf.clone();
+        install(&directives(None, None), Format::Json, false, move || {
+            w.clone()
+        })
+        .unwrap();
+        assert!(install("rport=nonsense", Format::Json, false, std::io::stderr).is_err());
+        use log::Log as _;
+        let bridge = XdpLog::new(Global);
+        let rec = |level, target| {
+            bridge.log(
+                &log::Record::builder()
+                    .args(format_args!("malformed top Via from 203.0.113.1:40000"))
+                    .level(level)
+                    .target(target)
+                    .file(Some("src/main.rs"))
+                    .line(Some(395))
+                    .build(),
+            )
+        };
+        // The XDP program's debug event (the bridge gives it the rport::xdp target).
+        rec(log::Level::Debug, "rport");
+        // A library's debug record: below info, filtered out.
+        log::logger().log(
+            &log::Record::builder()
+                .args(format_args!("a library's detail"))
+                .level(log::Level::Debug)
+                .target("aya::bpf")
+                .build(),
+        );
+        tracing::info!("attached to out0");
+        tracing::debug!("not shown");
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["level"], "DEBUG");
+        assert_eq!(lines[0]["target"], XDP_TARGET);
+        assert_eq!(
+            lines[0]["fields"]["message"],
+            "malformed top Via from 203.0.113.1:40000"
+        );
+        assert_eq!(lines[1]["level"], "INFO");
+        assert_eq!(lines[1]["fields"]["message"], "attached to out0");
     }
 
     #[test]
