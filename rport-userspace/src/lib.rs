@@ -19,6 +19,7 @@ pub mod capture;
 pub mod cli {
     //! The subcommands: `rport run` (the daemon), `rport stats`, `rport bindings`,
     //! `rport check` and `rport replay`.
+    pub mod assets;
     pub mod bindings;
     pub mod check;
     pub mod config;
@@ -64,9 +65,11 @@ pub mod observe {
     pub mod control;
     pub mod dstats;
     pub mod hostcheck;
+    pub mod logging;
     pub mod metrics;
     mod named;
     pub mod nat;
+    pub mod notify;
     pub mod reference;
     pub mod snapshot;
     pub mod table;

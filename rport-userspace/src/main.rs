@@ -1,9 +1,10 @@
 //! `rport`: the command line. Each subcommand lives in its own module of the library.
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use rport_userspace::{
-    cli::{bindings, check, config, out, replay, run as daemon, stats},
+    cli::{assets, bindings, check, config, out, replay, run as daemon, stats},
+    observe::logging,
     sip::rewrite,
 };
 
@@ -14,6 +15,13 @@ use rport_userspace::{
     about = "Kernel-bypass SIP NAT helper (RFC 3581) for edge gateways"
 )]
 struct Cli {
+    /// Log level (default: RUST_LOG, else info). The XDP program's own events are
+    /// `rport run --xdp-log`.
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    log_level: Option<logging::Level>,
+    /// Log lines on stderr: `human`, or `json` (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = logging::Format::Human)]
+    log_format: logging::Format,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -61,6 +69,9 @@ enum Cmd {
         #[arg(long, value_name = "PATH")]
         tag_key: Option<PathBuf>,
     },
+    /// Write the man pages and shell completions into DIR (the package build uses it).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 /// A command-line error as one line: what is wrong, then where help is. (clap's own
@@ -112,6 +123,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    logging::init(cli.log_level, cli.log_format);
     let result = match cli.cmd {
         Cmd::Run(args) => daemon::run(args),
         Cmd::Stats(args) => stats::stats_cmd(args),
@@ -129,6 +141,7 @@ fn main() -> ExitCode {
             servers,
             tag_key,
         } => replay::run(&file, json, &sip_ports, &servers, tag_key.as_deref()),
+        Cmd::GenerateAssets { dir } => assets::generate(Cli::command(), &dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

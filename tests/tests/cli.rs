@@ -101,6 +101,18 @@ fn bad_flags_and_config_give_one_clear_line() {
             2,
             "expected PORT or ADDR:PORT (e.g. 9464, 0.0.0.0:9464), not \"9464x\"",
         ),
+        (
+            "--log-format yaml stats",
+            2,
+            "invalid value 'yaml' for '--log-format <LOG_FORMAT>'",
+        ),
+        (
+            "stats --log-level loud",
+            2,
+            "invalid value 'loud' for '--log-level <LEVEL>'",
+        ),
+        // A global flag after the subcommand; still the one line, nothing logged with it.
+        ("stats --log-level trace", 1, "no rport daemon is running"),
     ];
     let mut failures = Vec::new();
     for (args, code, says) in table {
@@ -125,7 +137,7 @@ fn bad_flags_and_config_give_one_clear_line() {
     // `rport` alone shows the help and fails as a usage error.
     let o = ns.cmd(&rport).output().unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("Usage: rport <COMMAND>"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Usage: rport [OPTIONS] <COMMAND>"));
     // Nothing was attached in the namespace.
     assert!(!ns.ip(&["-o", "link"]).unwrap().contains("xdp"));
 }

@@ -57,12 +57,21 @@ enum Cmd {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// The Debian package (target/debian/rport_*.deb): the binary, the systemd unit, the
+    /// example config, man pages and shell completions (packaging/).
+    Dist {
+        /// Package the debug build (the tests' build, reused; faster to make, bigger).
+        #[arg(long)]
+        debug: bool,
+    },
 }
 
 /// The fuzz targets (fuzz/Cargo.toml), in the order `cargo xtask fuzz` runs them.
 const FUZZ_TARGETS: &[&str] = &["rewrite", "contact", "scan", "message", "pcap"];
 /// The cargo-fuzz release setup installs.
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
+/// The cargo-deb release setup installs (`cargo xtask dist`).
+const CARGO_DEB_VERSION: &str = "3.8.0";
 
 /// Debian packages the tests and the demo use.
 const DEBIAN_PACKAGES: &[&str] = &[
@@ -159,7 +168,70 @@ fn real_main() -> Result<()> {
             setup()?;
             fuzz(&targets, seconds.unwrap_or(60 * minutes.unwrap_or(1)))
         }
+        Cmd::Dist { debug } => {
+            setup()?;
+            dist(debug)
+        }
     }
+}
+
+/// Builds the binary, generates its man pages and completions from the clap definitions
+/// (`rport generate-assets`) beside it, and packages both with cargo-deb
+/// (rport-userspace/Cargo.toml `[package.metadata.deb]`; its `target/release/` paths
+/// stand for the profile's directory). Prints the package's path and size.
+fn dist(debug: bool) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    if debug {
+        // The very build `cargo xtask build|test` makes (same features): nothing to redo.
+        build(false)?;
+    } else {
+        run(cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "rport-userspace",
+            "--bin",
+            "rport",
+        ]))?;
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let profile_dir = target.join(if debug { "debug" } else { "release" });
+    let assets = profile_dir.join("assets");
+    let _ = std::fs::remove_dir_all(&assets);
+    run(Command::new(profile_dir.join("rport"))
+        .arg("generate-assets")
+        .arg(&assets))?;
+    let out = target.join("debian");
+    let mut c = cargo();
+    // Stripped: the release profile keeps line tables (debug = 1) for the profiler, which
+    // would make cargo-deb ship a 40 MB binary instead of a 5 MB one.
+    c.args([
+        "deb",
+        "-p",
+        "rport-userspace",
+        "--no-build",
+        "--strip",
+        "-o",
+    ])
+    .arg(&out);
+    if debug {
+        // cargo-deb warns that it is meant for release profiles: this one is for tests.
+        c.args(["--profile", "dev", "--fast"]);
+    }
+    let printed = output(&mut c)?;
+    let deb = PathBuf::from(printed.trim().lines().last().unwrap_or_default());
+    let size = std::fs::metadata(&deb)
+        .with_context(|| format!("cargo deb printed {printed:?}, not a package"))?
+        .len();
+    println!(
+        "{} ({:.1} MiB, {:.0} s)",
+        deb.display(),
+        size as f64 / (1024.0 * 1024.0),
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// Builds the fuzz crate once, then runs each target for `secs` seconds. No sanitizer:
@@ -475,7 +547,20 @@ fn setup() -> Result<()> {
             CARGO_FUZZ_VERSION,
         ]))?;
     }
-    // 4. Debian packages for the namespace tests and the demo.
+    // 4. cargo-deb for `cargo xtask dist`.
+    let have_deb = output(Command::new("cargo").args(["deb", "--version"]))
+        .is_ok_and(|v| v.split_whitespace().any(|w| w == CARGO_DEB_VERSION));
+    if !have_deb {
+        eprintln!("setup: installing cargo-deb {CARGO_DEB_VERSION}");
+        run(cargo().args([
+            "install",
+            "cargo-deb",
+            "--locked",
+            "--version",
+            CARGO_DEB_VERSION,
+        ]))?;
+    }
+    // 5. Debian packages for the namespace tests and the demo.
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .copied()

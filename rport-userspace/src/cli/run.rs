@@ -18,6 +18,7 @@ use crate::{
     observe::{
         control, metrics,
         nat::NatTracker,
+        notify,
         snapshot::{Live, Sources},
     },
 };
@@ -113,26 +114,26 @@ fn parse_max_bindings(s: &str) -> Result<u32, String> {
 fn reload_key(loaded: &mut loader::Loaded, file: Option<&std::path::Path>) {
     use crate::datapath::keys;
     let Some(file) = file else {
-        eprintln!("rport: SIGHUP: no --tag-key file to reload; the tag key is unchanged");
+        tracing::info!("SIGHUP: no --tag-key file to reload; the tag key is unchanged");
         return;
     };
     match keys::reload(&mut loaded.ebpf, file, &loaded.tag_key) {
-        Ok((k, true, all)) => eprintln!(
-            "rport: SIGHUP: tag key rotated, new tags use key id {}; the previous key stays accepted for {} s",
+        Ok((k, true, all)) => tracing::info!(
+            "SIGHUP: tag key rotated, new tags use key id {}; the previous key stays accepted for {} s",
             k.id,
             keys::overlap_s(&all)
         ),
         Ok((k, false, _)) => {
-            eprintln!("rport: SIGHUP: tag key file unchanged (key id {})", k.id)
+            tracing::info!("SIGHUP: tag key file unchanged (key id {})", k.id)
         }
-        Err(e) => eprintln!("rport: SIGHUP: tag key unchanged: {e:#}"),
+        Err(e) => tracing::warn!("SIGHUP: tag key unchanged: {e:#}"),
     }
 }
 
 /// Drops the previous tag key once it is due (`keys::retire_if_due`).
 fn retire_previous_key(loaded: &mut loader::Loaded) {
     if let Err(e) = crate::datapath::keys::retire_if_due(&mut loaded.ebpf) {
-        eprintln!("rport: retiring the previous tag key: {e:#}");
+        tracing::warn!("retiring the previous tag key: {e:#}");
     }
 }
 
@@ -208,8 +209,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             .name("rport-metrics".into())
             .spawn(move || metrics::serve(l, s))?;
     }
-    eprintln!(
-        "rport: attached to {} (maps pinned in {}); Ctrl-C to stop",
+    tracing::info!(
+        "attached to {} (maps pinned in {}); Ctrl-C to stop",
         loaded
             .ifaces
             .iter()
@@ -218,6 +219,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             .join(", "),
         cfg.pin_dir.display()
     );
+    // systemd (Type=notify): started once attached and serving the control socket.
+    notify::tell("READY=1\nSTATUS=attached");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -244,7 +247,11 @@ pub fn run(args: RunArgs) -> Result<()> {
             tokio::select! {
                 _ = term.recv() => break,
                 _ = int.recv() => break,
-                _ = hup.recv() => reload_key(&mut loaded, cfg.tag_key.as_deref()),
+                _ = hup.recv() => {
+                    notify::tell("RELOADING=1");
+                    reload_key(&mut loaded, cfg.tag_key.as_deref());
+                    notify::tell("READY=1");
+                }
                 r = links.readable() => {
                     let mut ready = r?;
                     // Drained to EAGAIN before the readiness is cleared; the resync is
@@ -258,10 +265,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         anyhow::Ok(())
     })
     .context("waiting for a signal")?;
+    notify::tell("STOPPING=1");
     stop.store(true, Ordering::Relaxed);
     workers.join();
     // Dropping the program detaches it from every interface.
     drop(loaded);
-    eprintln!("rport: detached");
+    tracing::info!("detached");
     Ok(())
 }

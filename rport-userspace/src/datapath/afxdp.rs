@@ -288,6 +288,12 @@ impl XskQueue {
                 let f = batch.flush();
                 DaemonStats::add(&stats.forwarded, f.sent);
                 DaemonStats::add(&stats.send_errors, f.failed);
+                if f.failed > 0 {
+                    crate::warn_limited!(
+                        failed = f.failed,
+                        "the kernel refused rewritten requests (no route? rport stats: send_errors)"
+                    );
+                }
             }
             // Every frame of the batch back to the kernel at once. A reservation may get
             // fewer slots than asked (xdpilone answers from its cached view of the kernel's

@@ -192,6 +192,7 @@ pub fn forward_frame<'f>(
 ) {
     let Ok(h) = inject::locate(&frame[..len.min(frame.len())]) else {
         DaemonStats::add(&stats.bad_frames, 1);
+        crate::warn_limited!("a frame from the XDP program is not IP/UDP: dropped");
         return;
     };
     let src = inject::source(&h);
@@ -232,6 +233,7 @@ pub fn forward_frame<'f>(
     let Ok(total) = inject::finish(frame, &h, new_plen) else {
         // TTL exhausted (a router drops it too) or a header that cannot hold the length.
         DaemonStats::add(&stats.bad_frames, 1);
+        crate::warn_limited!(%src, "TTL exhausted or too long after the rewrite: dropped");
         return;
     };
     // Done writing: the frame stays queued, unchanged, until the batch is flushed.

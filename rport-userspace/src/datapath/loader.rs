@@ -100,23 +100,13 @@ impl XdpLog {
     }
 }
 
-/// Prints the XDP program's log records on stderr, with the kernel's level.
-struct StderrLog;
-
-impl log::Log for StderrLog {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, r: &log::Record<'_>) {
-        eprintln!("rport xdp [{}] {}", r.level(), r.args());
-    }
-    fn flush(&self) {}
-}
-
-/// Starts a thread that drains the XDP program's log ring buffer into stderr.
+/// Starts a thread that drains the XDP program's log ring buffer into the daemon's log
+/// (target `rport::xdp`, at most `logging::PER_SECOND` lines a second per call site).
 pub fn spawn_xdp_logger(ebpf: &mut Ebpf) -> Result<()> {
-    let mut logger = aya_log::EbpfLogger::init_with_logger(ebpf, StderrLog)
-        .context("opening the XDP program's log buffer")?;
+    use crate::observe::logging;
+    let mut logger =
+        aya_log::EbpfLogger::init_with_logger(ebpf, logging::XdpLog::new(logging::Global))
+            .context("opening the XDP program's log buffer")?;
     std::thread::Builder::new()
         .name("rport-xdp-log".into())
         .spawn(move || {

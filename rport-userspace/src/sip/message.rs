@@ -74,8 +74,14 @@ pub fn rewrite(
                 out.call_id = r.call_id;
                 out.len = r.len;
             }
-            Err(RewriteError::NoRoom) => DaemonStats::add(&stats.no_room, 1),
-            Err(_) => DaemonStats::add(&stats.rewrite_errors, 1),
+            Err(RewriteError::NoRoom) => {
+                DaemonStats::add(&stats.no_room, 1);
+                crate::warn_limited!(src = %from.0, "no room to rewrite the Via: forwarded unchanged");
+            }
+            Err(e) => {
+                DaemonStats::add(&stats.rewrite_errors, 1);
+                crate::warn_limited!(src = %from.0, "Via not rewritten ({e}): forwarded unchanged");
+            }
         }
     }
     // Contacts after the Via: each edit is measured against the message as it is now.
@@ -95,8 +101,14 @@ pub fn rewrite(
                     out.len = r.len;
                 }
             }
-            Err(RewriteError::NoRoom) => DaemonStats::add(&stats.no_room, 1),
-            Err(_) => DaemonStats::add(&stats.contact_errors, 1),
+            Err(RewriteError::NoRoom) => {
+                DaemonStats::add(&stats.no_room, 1);
+                crate::warn_limited!(src = %from.0, "no room to tag the Contact: forwarded unchanged");
+            }
+            Err(e) => {
+                DaemonStats::add(&stats.contact_errors, 1);
+                crate::warn_limited!(src = %from.0, "Contact not tagged ({e}): forwarded unchanged");
+            }
         }
     }
     if !out.changed {
