@@ -28,12 +28,21 @@ pub mod maps {
     pub const FORCE_RPORT: &str = "FORCE_RPORT";
     /// `Array<tag::TagKeys>`, one entry (index 0): the steering-tag keys and age limits.
     pub const TAG_KEYS: &str = "TAG_KEYS";
+    /// `HashMap<u64, u8>`: the socket cookies (`SO_COOKIE`) of the daemon's AF_PACKET
+    /// sockets, whose frames the TC egress program turns back into the receive path
+    /// (`TC_REINJECT_PROGRAM_NAME`).
+    pub const INJECT_SOCKETS: &str = "INJECT_SOCKETS";
 }
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "rport";
 /// Name of the TC (clsact ingress) program that applies steering decisions.
 pub const TC_PROGRAM_NAME: &str = "rport_steer";
+/// Name of the TC (egress) program that re-injects the daemon's rewritten frames into the
+/// receive path of the interface they arrived on.
+pub const TC_REINJECT_PROGRAM_NAME: &str = "rport_reinject";
+/// Entries of `maps::INJECT_SOCKETS`: one AF_PACKET socket per forwarding thread.
+pub const MAX_INJECT_SOCKETS: u32 = MAX_QUEUES * MAX_IFACES;
 
 /// Largest number of rx queues per interface that get an AF_XDP socket.
 pub const MAX_QUEUES: u32 = 64;

@@ -15,16 +15,21 @@
 mod prog {
     use aya_ebpf::{
         bindings::{
-            BPF_F_MARK_MANGLED_0, BPF_F_NO_PREALLOC, BPF_F_PSEUDO_HDR, TC_ACT_OK, xdp_action,
+            BPF_F_INGRESS, BPF_F_MARK_MANGLED_0, BPF_F_NO_PREALLOC, BPF_F_PSEUDO_HDR, TC_ACT_OK,
+            xdp_action,
         },
-        helpers::generated::{bpf_ktime_get_boot_ns, bpf_ktime_get_tai_ns, bpf_xdp_adjust_meta},
+        helpers::generated::{
+            bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_tai_ns, bpf_redirect,
+            bpf_xdp_adjust_meta,
+        },
         macros::{classifier, map, xdp},
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap, lpm_trie::Key},
         programs::{TcContext, XdpContext},
     };
     use aya_log_ebpf::{debug, warn};
     use rport_common::{
-        Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, SteerMeta, XSKMAP_SIZE, counters,
+        Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_INJECT_SOCKETS, SteerMeta,
+        XSKMAP_SIZE, counters,
     };
     use rport_ebpf::{
         csum,
@@ -59,6 +64,10 @@ mod prog {
     static TAG_KEYS: Array<rport_common::tag::TagKeys> = Array::with_max_entries(1, 0);
     #[map(name = "FORCE_RPORT")]
     static FORCE_RPORT: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(256, BPF_F_NO_PREALLOC);
+    /// `SO_COOKIE` of each AF_PACKET socket the daemon sends rewritten frames on (value
+    /// unused): how [`rport_reinject`] knows rport's own frames from any other.
+    #[map(name = "INJECT_SOCKETS")]
+    static INJECT_SOCKETS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_INJECT_SOCKETS, 0);
 
     #[xdp]
     pub fn rport(ctx: XdpContext) -> u32 {
@@ -297,6 +306,42 @@ mod prog {
             Counter::SteerFailed as u32
         });
         TC_ACT_OK as i32
+    }
+
+    /// Turns the daemon's rewritten frames back into received ones (TC egress of every
+    /// interface rport is attached to): the daemon writes each one, whole, on an AF_PACKET
+    /// socket bound to the interface it arrived on, and this redirects it to that
+    /// interface's ingress. The kernel then does for it everything it does for a
+    /// forwarded packet: PREROUTING, routing and reverse-path filtering on the real input
+    /// interface, the FORWARD chain with its real `iifname` and source, conntrack and NAT,
+    /// TTL, neighbours, POSTROUTING. So rport never forwards what the gateway would drop.
+    ///
+    /// Recognised by socket cookie, not by `skb->mark`: a forwarded skb has no socket (the
+    /// cookie is 0: one helper call and out), a local sender's socket is not in
+    /// [`INJECT_SOCKETS`], and nothing outside the daemon can send from its sockets. A mark
+    /// is anyone's to set (another program, an `nft meta mark set` rule, SO_MARK) and would
+    /// have to be cleared before the frame re-enters the stack, where the operator's rules
+    /// may match marks of their own.
+    #[classifier]
+    pub fn rport_reinject(ctx: TcContext) -> i32 {
+        let skb = ctx.skb.skb;
+        // SAFETY: helper on this program's own context.
+        let cookie = unsafe { bpf_get_socket_cookie(skb as *mut core::ffi::c_void) };
+        if cookie == 0 {
+            return TC_ACT_OK as i32;
+        }
+        // SAFETY: the value is only tested for presence.
+        if unsafe { INJECT_SOCKETS.get(&cookie) }.is_none() {
+            return TC_ACT_OK as i32;
+        }
+        // SAFETY: the context the program was called with.
+        let ifindex = unsafe { (*skb).ifindex };
+        // The interface it is leaving is the one the daemon bound the socket to: the one
+        // the request arrived on. Redirected to its ingress, it is PACKET_HOST (the frame
+        // keeps its destination MAC, this interface's own) and skips generic XDP
+        // (`skb_is_redirected`), so it is never handed to the daemon twice.
+        // SAFETY: plain helper call.
+        unsafe { bpf_redirect(ifindex, BPF_F_INGRESS as u64) as i32 }
     }
 
     #[inline(always)]

@@ -12,7 +12,9 @@ use aya::{
     maps::{Array, HashMap, LpmTrie, MapData, lpm_trie::Key},
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
-use rport_common::{IfaceConf, PROGRAM_NAME, TC_PROGRAM_NAME, addr_to_16, maps, role};
+use rport_common::{
+    IfaceConf, PROGRAM_NAME, TC_PROGRAM_NAME, TC_REINJECT_PROGRAM_NAME, addr_to_16, maps, role,
+};
 
 /// What `rport run` attaches, and how.
 #[derive(Debug, Clone)]
@@ -292,6 +294,21 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
         let _ = aya::programs::tc::qdisc_add_clsact(&i.name);
         tc.attach(&i.name, TcAttachType::Ingress)
             .with_context(|| format!("attaching the TC steering program to {}", i.name))?;
+    }
+    // The daemon's rewritten frames go back into the receive path of the interface they
+    // came in on, from TC egress (datapath/inject.rs): attached before the daemon sends.
+    let reinject: &mut SchedClassifier = ebpf
+        .program_mut(TC_REINJECT_PROGRAM_NAME)
+        .context("TC re-injection program missing")?
+        .try_into()?;
+    reinject
+        .load()
+        .context("the kernel's verifier rejected the TC re-injection program")?;
+    for i in &ifaces {
+        let _ = aya::programs::tc::qdisc_add_clsact(&i.name);
+        reinject
+            .attach(&i.name, TcAttachType::Egress)
+            .with_context(|| format!("attaching the TC re-injection program to {}", i.name))?;
     }
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)

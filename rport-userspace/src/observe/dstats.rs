@@ -98,6 +98,8 @@ daemon_counters! {
     batches = "steering";
     /// Nanoseconds spent processing received batches.
     busy_ns = "steering";
+    /// Messages rewritten but never handed to the kernel (lost): more fragments than a batch has room for at the interface's MTU, or no room left in the batch (Kamailio: err_requests).
+    unsent = "errors";
 }
 
 impl DaemonStats {
