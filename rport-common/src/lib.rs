@@ -32,7 +32,33 @@ pub mod maps {
     /// sockets, whose frames the TC egress program turns back into the receive path
     /// (`TC_REINJECT_PROGRAM_NAME`).
     pub const INJECT_SOCKETS: &str = "INJECT_SOCKETS";
+    /// `LruHashMap<ReinjectKey, u64>`: each frame the TC program re-injected, with when
+    /// (boot ns), for generic XDP to pass when it sees it again.
+    pub const REINJECTED: &str = "REINJECTED";
 }
+
+/// A re-injected UDP frame, as the TC program saw it leave the daemon and generic XDP sees
+/// it come back: addresses (IPv4-mapped for IPv4), ports, and the UDP length and checksum
+/// as on the wire (the checksum covers the whole datagram, so another datagram with the
+/// same key must be made to collide, within [`REINJECT_WINDOW_NS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReinjectKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub udp_len_csum: [u8; 4],
+}
+
+/// How long after its re-injection a frame is recognised: the redirect delivers it within
+/// microseconds; past this an entry is stale and ignored.
+pub const REINJECT_WINDOW_NS: u64 = 10_000_000;
+/// Entries of `maps::REINJECTED` (LRU: a stale entry makes room for a new one).
+pub const MAX_REINJECTED: u32 = 4096;
+/// The XDP program's global (a `u8`, 1 by default) that tells it the kernel may run it as
+/// generic XDP, so that it looks for re-injected frames; the loader sets 0 for native mode.
+pub const MAY_BE_GENERIC_GLOBAL: &str = "RPORT_MAY_BE_GENERIC";
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "rport";

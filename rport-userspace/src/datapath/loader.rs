@@ -262,8 +262,11 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     let counters_pin = cfg.pin_dir.join(maps::COUNTERS);
     let keys_pin = cfg.pin_dir.join(maps::TAG_KEYS);
     let level = cfg.xdp_log.level();
+    // Native (driver) or offloaded XDP never sees a re-injected frame: no lookup for them.
+    let may_be_generic = u8::from(!matches!(cfg.mode, XdpMode::Driver | XdpMode::Hardware));
     let mut ebpf = EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
+        .override_global(rport_common::MAY_BE_GENERIC_GLOBAL, &may_be_generic, true)
         .map_max_entries(maps::BINDINGS, max_bindings)
         .map_pin_path(maps::BINDINGS, bindings_pin.as_path())
         .map_pin_path(maps::COUNTERS, counters_pin.as_path())
