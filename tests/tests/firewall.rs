@@ -101,18 +101,40 @@ fn via(i: usize, sent_by: &str) -> String {
     format!("Via: SIP/2.0/UDP {sent_by}:5060;branch=z9hG4bK-fw-{i};rport")
 }
 
+/// `msgs` over UDP from `from` to `to` inside `ns`, from one socket.
+fn send_all(ns: &Ns, from: &str, to: &str, msgs: Vec<Vec<u8>>) {
+    let (from, to) = (from.to_string(), to.to_string());
+    ns.within(move || -> Result<()> {
+        // The port of a socket closed a moment ago may still be held: a bounded retry.
+        let mut tries = 0;
+        let s = loop {
+            match UdpSocket::bind(&from) {
+                Ok(s) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e).with_context(|| format!("binding {from}")),
+            }
+        };
+        for m in &msgs {
+            s.send_to(m, &to)?;
+        }
+        Ok(())
+    })
+    .unwrap()
+    .unwrap();
+}
+
 /// N requests with `;rport` from the attacker's own address.
 fn attack_direct(a: &Ns) {
-    for i in 0..N {
-        send_udp(
-            a,
-            &format!("{ATTACKER}:5060"),
-            &format!("{SERVER}:5060"),
-            register(&via(i, ATTACKER)),
-            1,
-        )
-        .unwrap();
-    }
+    let msgs = (0..N).map(|i| register(&via(i, ATTACKER))).collect();
+    send_all(
+        a,
+        &format!("{ATTACKER}:5060"),
+        &format!("{SERVER}:5060"),
+        msgs,
+    );
 }
 
 /// N requests with `;rport` from [`FORGED`], an inside address, sent from the attacker's
@@ -175,16 +197,13 @@ fn attack_forged(a: &Ns) {
 
 /// N requests from the phone behind its NAT.
 fn phone_requests(t: &NatTopology) {
-    for i in 0..N {
-        send_udp(
-            &t.phone,
-            &format!("{PHONE}:5060"),
-            &format!("{SERVER}:5060"),
-            register(&via(i, PHONE)),
-            1,
-        )
-        .unwrap();
-    }
+    let msgs = (0..N).map(|i| register(&via(i, PHONE))).collect();
+    send_all(
+        &t.phone,
+        &format!("{PHONE}:5060"),
+        &format!("{SERVER}:5060"),
+        msgs,
+    );
 }
 
 fn top_via(m: &[u8]) -> String {
