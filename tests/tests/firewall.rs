@@ -257,8 +257,33 @@ fn nothing_the_gateway_drops_is_forwarded(mode: &[&str]) {
     let rport = t.rport(&pins, &args).unwrap();
     let csum0 = udp_csum_errors(&t.server);
     let cap = Capture::start(&t.server, "srv0").unwrap();
+    let outside = Capture::start(&t.gw, GW_OUTSIDE).unwrap();
     let (phone, atk, forged) = run_cases(&t, &a);
     let frames = cap.frames();
+    // What tcpdump on the outside interface shows (docs/OPERATIONS.md): each request
+    // once, as received, already rewritten; never the original (XDP took it), never an
+    // outgoing copy (the redirect happens before the taps of the transmit path).
+    let to_server: Vec<String> = outside
+        .frames()
+        .iter()
+        .filter_map(|f| {
+            let p = etherparse::SlicedPacket::from_ethernet(f).ok()?;
+            match p.transport? {
+                etherparse::TransportSlice::Udp(u) if u.destination_port() == 5060 => {
+                    Some(String::from_utf8_lossy(u.payload()).into_owned())
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    assert_eq!(
+        (
+            to_server.len(),
+            to_server.iter().filter(|m| m.contains(";received=")).count()
+        ),
+        (N, N),
+        "requests to the server seen on the outside interface (all, rewritten)"
+    );
     assert_eq!(
         atk, 0,
         "the attacker's requests reached the server through rport"
