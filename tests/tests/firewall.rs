@@ -279,7 +279,10 @@ fn nothing_the_gateway_drops_is_forwarded(mode: &[&str]) {
     assert_eq!(
         (
             to_server.len(),
-            to_server.iter().filter(|m| m.contains(";received=")).count()
+            to_server
+                .iter()
+                .filter(|m| m.contains(";received="))
+                .count()
         ),
         (N, N),
         "requests to the server seen on the outside interface (all, rewritten)"
