@@ -227,13 +227,22 @@ pub fn start(
         stats: Vec::new(),
         handles: Vec::new(),
     };
+    // The smallest inside MTU: where rewritten requests leave.
+    let egress_mtu = loaded
+        .ifaces
+        .iter()
+        .filter(|i| i.role == role::INSIDE)
+        .map(|i| mtu(&i.name))
+        .min()
+        .unwrap_or(1500);
     for iface in loaded.ifaces.iter().filter(|i| i.role == role::OUTSIDE) {
         for q in 0..rx_queues(&iface.name) {
             let mut xsk = XskQueue::open(&iface.name, iface.index, q)?;
             // Rewritten frames go back in where they came from: the redirect to ingress
-            // takes no frame larger than this interface's MTU, so that is what IPv4 is
-            // fragmented to (the kernel fragments again for a smaller egress).
-            let mut sender = FrameSender::new(iface.index, mtu(&iface.name))?;
+            // takes no frame larger than this interface's MTU, and a grown packet larger
+            // than the egress MTU would meet the client's DF there (or, for IPv6, a
+            // Packet Too Big for a packet rport grew): the smaller of the two bounds them.
+            let mut sender = FrameSender::new(iface.index, mtu(&iface.name).min(egress_mtu))?;
             // Known to the TC program before the first frame is sent, or that frame would
             // leave on the wire as it is.
             let mut cookies: aya::maps::HashMap<_, u64, u8> = aya::maps::HashMap::try_from(

@@ -23,10 +23,11 @@
 //! The headers are fixed here: lengths, IPv4 header checksum, UDP checksum over the
 //! pseudo-header; not the TTL (the kernel's forwarding decrements it, and sends the ICMP
 //! when it runs out). The redirect to ingress drops a frame larger than the interface's
-//! MTU, so an IPv4 datagram that the rewrite made larger than that is fragmented here, each
-//! fragment with the frame's own link header (DF cleared: rport made it bigger, so losing
-//! it, or bouncing an ICMP to a client that sent a packet that fitted, would be worse); the
-//! kernel then forwards the fragments (and fragments again for a smaller egress MTU). For
+//! MTU, so an IPv4 datagram that the rewrite made larger than that, or than the smallest
+//! inside MTU, is fragmented here to the smaller of the two, each fragment with the frame's
+//! own link header (DF cleared: rport made it bigger, so losing it, or bouncing an ICMP to
+//! a client that sent a packet that fitted, would be worse); the kernel then forwards the
+//! fragments. For
 //! IPv6 only the source may fragment (RFC 8200 §4.5), and the client is the source: the
 //! caller bounds the rewrite so the packet still fits, and forwards the request unchanged
 //! (and counts it) when it would not.
