@@ -137,6 +137,8 @@ counters! {
     ResponseContact = "response_contact", "steering";
     /// Responses decided without a tag (the request bypassed the rewrite: it needed none, it was a fragment, the daemon was down; or a server that drops Via parameters): by a binding, or passed (each also counts its outcome: `binding_steered`, `response_no_binding`…).
     ResponseUntagged = "response_untagged", "steering";
+    /// Messages the daemon rewrote and gave back to the kernel that generic (skb-mode) XDP saw again on their way in: passed on, never handed to the daemon twice (0 in native mode, where XDP does not run on them).
+    Reinjected = "reinjected", "traffic";
 }
 
 /// Number of counter slots.

@@ -28,12 +28,47 @@ pub mod maps {
     pub const FORCE_RPORT: &str = "FORCE_RPORT";
     /// `Array<tag::TagKeys>`, one entry (index 0): the steering-tag keys and age limits.
     pub const TAG_KEYS: &str = "TAG_KEYS";
+    /// `HashMap<u64, u8>`: the socket cookies (`SO_COOKIE`) of the daemon's AF_PACKET
+    /// sockets, whose frames the TC egress program turns back into the receive path
+    /// (`TC_REINJECT_PROGRAM_NAME`).
+    pub const INJECT_SOCKETS: &str = "INJECT_SOCKETS";
+    /// `LruHashMap<ReinjectKey, u64>`: each frame the TC program re-injected, with when
+    /// (boot ns), for generic XDP to pass when it sees it again.
+    pub const REINJECTED: &str = "REINJECTED";
 }
+
+/// A re-injected UDP frame, as the TC program saw it leave the daemon and generic XDP sees
+/// it come back: addresses (IPv4-mapped for IPv4), ports, and the UDP length and checksum
+/// as on the wire (the checksum covers the whole datagram, so another datagram with the
+/// same key must be made to collide, within [`REINJECT_WINDOW_NS`]).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReinjectKey {
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub udp_len_csum: [u8; 4],
+}
+
+/// How long after its re-injection a frame is recognised: the redirect delivers it within
+/// microseconds; past this an entry is stale and ignored.
+pub const REINJECT_WINDOW_NS: u64 = 10_000_000;
+/// Entries of `maps::REINJECTED` (LRU: a stale entry makes room for a new one).
+pub const MAX_REINJECTED: u32 = 4096;
+/// The XDP program's global (a `u8`, 1 by default) that tells it the kernel may run it as
+/// generic XDP, so that it looks for re-injected frames; the loader sets 0 for native mode.
+pub const MAY_BE_GENERIC_GLOBAL: &str = "RPORT_MAY_BE_GENERIC";
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "rport";
 /// Name of the TC (clsact ingress) program that applies steering decisions.
 pub const TC_PROGRAM_NAME: &str = "rport_steer";
+/// Name of the TC (egress) program that re-injects the daemon's rewritten frames into the
+/// receive path of the interface they arrived on.
+pub const TC_REINJECT_PROGRAM_NAME: &str = "rport_reinject";
+/// Entries of `maps::INJECT_SOCKETS`: one AF_PACKET socket per forwarding thread.
+pub const MAX_INJECT_SOCKETS: u32 = MAX_QUEUES * MAX_IFACES;
 
 /// Largest number of rx queues per interface that get an AF_XDP socket.
 pub const MAX_QUEUES: u32 = 64;

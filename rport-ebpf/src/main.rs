@@ -15,16 +15,21 @@
 mod prog {
     use aya_ebpf::{
         bindings::{
-            BPF_F_MARK_MANGLED_0, BPF_F_NO_PREALLOC, BPF_F_PSEUDO_HDR, TC_ACT_OK, xdp_action,
+            BPF_F_INGRESS, BPF_F_MARK_MANGLED_0, BPF_F_NO_PREALLOC, BPF_F_PSEUDO_HDR, TC_ACT_OK,
+            xdp_action,
         },
-        helpers::generated::{bpf_ktime_get_boot_ns, bpf_ktime_get_tai_ns, bpf_xdp_adjust_meta},
+        helpers::generated::{
+            bpf_get_socket_cookie, bpf_ktime_get_boot_ns, bpf_ktime_get_tai_ns, bpf_redirect,
+            bpf_xdp_adjust_meta,
+        },
         macros::{classifier, map, xdp},
         maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap, lpm_trie::Key},
         programs::{TcContext, XdpContext},
     };
     use aya_log_ebpf::{debug, warn};
     use rport_common::{
-        Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, SteerMeta, XSKMAP_SIZE, counters,
+        Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_INJECT_SOCKETS, MAX_REINJECTED,
+        REINJECT_WINDOW_NS, ReinjectKey, SteerMeta, XSKMAP_SIZE, counters,
     };
     use rport_ebpf::{
         csum,
@@ -59,6 +64,18 @@ mod prog {
     static TAG_KEYS: Array<rport_common::tag::TagKeys> = Array::with_max_entries(1, 0);
     #[map(name = "FORCE_RPORT")]
     static FORCE_RPORT: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(256, BPF_F_NO_PREALLOC);
+    /// `SO_COOKIE` of each AF_PACKET socket the daemon sends rewritten frames on (value
+    /// unused): how [`rport_reinject`] knows rport's own frames from any other.
+    #[map(name = "INJECT_SOCKETS")]
+    static INJECT_SOCKETS: HashMap<u64, u8> = HashMap::with_max_entries(MAX_INJECT_SOCKETS, 0);
+    /// Frames [`rport_reinject`] turned back into received ones, with when: generic XDP
+    /// runs on them again (native XDP does not), and passes them by this ([`reinjected`]).
+    #[map(name = "REINJECTED")]
+    static REINJECTED: LruHashMap<ReinjectKey, u64> =
+        LruHashMap::with_max_entries(MAX_REINJECTED, 0);
+    /// The TC program's parsed headers (not on its stack, as the XDP program's).
+    #[map(name = "REINJECT_SCRATCH")]
+    static REINJECT_SCRATCH: PerCpuArray<Headers> = PerCpuArray::with_max_entries(1, 0);
 
     #[xdp]
     pub fn rport(ctx: XdpContext) -> u32 {
@@ -88,6 +105,14 @@ mod prog {
                 .copied()
                 .unwrap_or(decide::UNKNOWN_IFACE),
         };
+        if maps.iface.role == rport_common::role::OUTSIDE && may_be_generic() && reinjected(&ctx, h)
+        {
+            // The daemon's own output, back through generic XDP: the kernel has it next.
+            // Counted as that alone (its first pass counted the rest).
+            count(Counter::Packets as u32);
+            count(Counter::Reinjected as u32);
+            return xdp_action::XDP_PASS;
+        }
         verifier::scan(&ctx, wp, decide::look(&msg, Some(maps.iface)));
         // SAFETY: the same per-CPU slot; the loop is over.
         let w = unsafe { &*wp };
@@ -201,6 +226,49 @@ mod prog {
         }
     }
 
+    /// Set by the loader (1) unless the program is attached in native or offload mode:
+    /// then the kernel may run it as generic XDP, which sees re-injected frames again.
+    #[unsafe(no_mangle)]
+    static RPORT_MAY_BE_GENERIC: u8 = 1;
+
+    #[inline(always)]
+    fn may_be_generic() -> bool {
+        // SAFETY: a global the loader fills in; volatile, so the compiler keeps the read.
+        unsafe { core::ptr::read_volatile(&RPORT_MAY_BE_GENERIC) != 0 }
+    }
+
+    /// Whether this frame is one [`rport_reinject`] just gave back to the kernel (generic
+    /// XDP only: native XDP does not run on redirected skbs). The entry is used up: one
+    /// re-injection lets one frame by.
+    ///
+    /// Why a map and not a mark: generic XDP sees no skb field but the interface and the
+    /// rx queue, and nothing in the frame is beyond an attacker's reach. The key holds the
+    /// UDP checksum over the whole rewritten datagram, and the entry lives
+    /// [`REINJECT_WINDOW_NS`]: another datagram would have to collide with a frame rport
+    /// made a moment ago.
+    #[inline(always)]
+    fn reinjected(ctx: &XdpContext, h: &Headers) -> bool {
+        let Some(len_csum) = rport_ebpf::pkt::Packet::read::<[u8; 4]>(&Frame(ctx), at(h.l4) + 4)
+        else {
+            return false;
+        };
+        let key = ReinjectKey {
+            src: h.src,
+            dst: h.dst,
+            sport: h.sport,
+            dport: h.dport,
+            udp_len_csum: len_csum,
+        };
+        // SAFETY: the value is copied out at once.
+        let Some(t) = (unsafe { REINJECTED.get(&key) }).copied() else {
+            return false;
+        };
+        let _ = REINJECTED.remove(&key);
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        now.wrapping_sub(t) <= REINJECT_WINDOW_NS
+    }
+
     /// Bumps each counter of the set (bit `i`: slot `i`), one iteration per counter set,
     /// lowest first: a loop over every bit up to the highest one set costs three times as
     /// much for a SIP message.
@@ -228,10 +296,10 @@ mod prog {
             )*};
         }
         slots!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
-            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49);
+            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50);
     }
     const _: () = assert!(
-        counters::COUNT == 50,
+        counters::COUNT == 51,
         "count_known: one test per counter slot"
     );
 
@@ -297,6 +365,87 @@ mod prog {
             Counter::SteerFailed as u32
         });
         TC_ACT_OK as i32
+    }
+
+    /// Turns the daemon's rewritten frames back into received ones (TC egress of every
+    /// interface rport is attached to): the daemon writes each one, whole, on an AF_PACKET
+    /// socket bound to the interface it arrived on, and this redirects it to that
+    /// interface's ingress. The kernel then does for it everything it does for a
+    /// forwarded packet: PREROUTING, routing and reverse-path filtering on the real input
+    /// interface, the FORWARD chain with its real `iifname` and source, conntrack and NAT,
+    /// TTL, neighbours, POSTROUTING. So rport never forwards what the gateway would drop.
+    ///
+    /// Recognised by socket cookie, not by `skb->mark`: a forwarded skb has no socket (the
+    /// cookie is 0: one helper call and out), a local sender's socket is not in
+    /// [`INJECT_SOCKETS`], and nothing outside the daemon can send from its sockets. A mark
+    /// is anyone's to set (another program, an `nft meta mark set` rule, SO_MARK) and would
+    /// have to be cleared before the frame re-enters the stack, where the operator's rules
+    /// may match marks of their own.
+    #[classifier]
+    pub fn rport_reinject(ctx: TcContext) -> i32 {
+        let skb = ctx.skb.skb;
+        // SAFETY: helper on this program's own context.
+        let cookie = unsafe { bpf_get_socket_cookie(skb as *mut core::ffi::c_void) };
+        if cookie == 0 {
+            return TC_ACT_OK as i32;
+        }
+        // SAFETY: the value is only tested for presence.
+        if unsafe { INJECT_SOCKETS.get(&cookie) }.is_none() {
+            return TC_ACT_OK as i32;
+        }
+        remember(&ctx);
+        // SAFETY: the context the program was called with.
+        let ifindex = unsafe { (*skb).ifindex };
+        // The interface it is leaving is the one the daemon bound the socket to: the one
+        // the request arrived on. Redirected to its ingress, it is PACKET_HOST (the frame
+        // keeps its destination MAC, this interface's own). Native XDP does not run on it;
+        // generic XDP does (the kernel marks no bpf_redirect as a re-injection), and
+        // passes it by its entry in REINJECTED, so it is never handed to the daemon twice.
+        // SAFETY: plain helper call.
+        unsafe { bpf_redirect(ifindex, BPF_F_INGRESS as u64) as i32 }
+    }
+
+    /// Notes a re-injected UDP frame in [`REINJECTED`] for generic XDP ([`reinjected`]).
+    /// A first fragment is never handed to the daemon, later ones are not UDP: only whole
+    /// datagrams are noted.
+    #[inline(always)]
+    fn remember(ctx: &TcContext) {
+        let Some(hp) = REINJECT_SCRATCH.get_ptr_mut(0) else {
+            return;
+        };
+        // SAFETY: this CPU's slot, used by this program run only.
+        let h = unsafe { &mut *hp };
+        if parse::parse(&Skb(ctx), h).is_err() || h.first_fragment || h.short {
+            return;
+        }
+        let Ok(len_csum) = ctx.load::<[u8; 4]>((h.l4 & 0x0fff) as usize + 4) else {
+            return;
+        };
+        let key = ReinjectKey {
+            src: h.src,
+            dst: h.dst,
+            sport: h.sport,
+            dport: h.dport,
+            udp_len_csum: len_csum,
+        };
+        // SAFETY: helper without arguments.
+        let now = unsafe { bpf_ktime_get_boot_ns() };
+        let _ = REINJECTED.insert(&key, &now, 0);
+    }
+
+    /// The skb as a [`rport_ebpf::pkt::Packet`] (bytes through `bpf_skb_load_bytes`, which
+    /// does its own bounds checks).
+    struct Skb<'a>(&'a TcContext);
+
+    impl rport_ebpf::pkt::Packet for Skb<'_> {
+        #[inline(always)]
+        fn len(&self) -> usize {
+            self.0.len() as usize
+        }
+        #[inline(always)]
+        fn read<T: rport_ebpf::pkt::Plain>(&self, off: usize) -> Option<T> {
+            self.0.load::<T>(off).ok()
+        }
     }
 
     #[inline(always)]

@@ -4,8 +4,9 @@
 //! - [`datapath`]: [`datapath::loader`] loads the XDP object embedded below, fills its
 //!   config maps and attaches it; requests that need a Via rewrite arrive over AF_XDP in
 //!   [`datapath::afxdp`], [`datapath::forward`] runs one worker per queue, and
-//!   [`datapath::inject`] fixes the IP/UDP headers and sends the result on with the
-//!   client's addresses through a raw socket, in batches; [`datapath::testrun`] runs the
+//!   [`datapath::inject`] fixes the IP/UDP headers and gives the frame back to the
+//!   kernel on the interface it arrived on (AF_PACKET, then a TC redirect to ingress), in
+//!   batches, for the kernel to forward; [`datapath::testrun`] runs the
 //!   same object through BPF_PROG_TEST_RUN (tests, `rport replay`, the bench);
 //! - [`sip`]: the SIP message rewrite itself ([`sip::rewrite`], RFC 3581 / RFC 3261 §18.2.1);
 //! - responses are steered by the XDP program itself (see rport-ebpf);
@@ -30,7 +31,8 @@ pub mod cli {
 }
 
 pub mod datapath {
-    //! The packet's path through userspace: load and attach, AF_XDP in, raw socket out.
+    //! The packet's path through userspace: load and attach, AF_XDP in, AF_PACKET
+    //! back into the receive path.
     pub mod afxdp;
     pub mod forward;
     pub mod ifwatch;

@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result, anyhow};
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpDesc};
 
 use crate::{
-    datapath::inject::{Batch, RawSender},
+    datapath::inject::{Batch, FrameSender},
     observe::dstats::DaemonStats,
 };
 
@@ -202,7 +202,7 @@ impl XskQueue {
         stop: &AtomicBool,
         stats: &DaemonStats,
         batch_time: &prometheus::Histogram,
-        sender: &mut RawSender,
+        sender: &mut FrameSender,
         mut handler: impl for<'f> FnMut(&'f mut [u8], usize, &mut Batch<'_, 'f>, Instant),
     ) {
         let mut descs = [XdpDesc {

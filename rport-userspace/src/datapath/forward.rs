@@ -1,7 +1,7 @@
 //! Forwarding threads: one per (outside interface, rx queue), each with its own AF_XDP
-//! socket and raw sender, rewriting the messages the XDP program hands over (a request's
-//! top Via and Contacts, a client's 1xx/2xx's Contacts) and sending them on toward the
-//! server.
+//! socket and frame sender, rewriting the messages the XDP program hands over (a request's
+//! top Via and Contacts, a client's 1xx/2xx's Contacts) and giving them back to the kernel
+//! on the interface they arrived on, which forwards them toward the server (inject.rs).
 use std::{
     net::IpAddr,
     sync::{Arc, atomic::AtomicBool},
@@ -14,7 +14,7 @@ use rport_common::{MAX_QUEUES, maps, role};
 use crate::{
     datapath::{
         afxdp::XskQueue,
-        inject::{self, Batch, RawSender},
+        inject::{self, Batch, FrameSender, Unsent},
         loader::{Iface, LoadConfig, Loaded},
     },
     observe::{dstats::DaemonStats, nat::NatTracker},
@@ -81,7 +81,6 @@ impl Workers {
     /// stopped first, and their counters go on. Returns the number of sockets.
     pub fn start_iface(&mut self, ebpf: &mut aya::Ebpf, iface: &Iface) -> Result<u32> {
         self.stop_iface(iface.slot);
-        let mut xsks: XskMap<_> = XskMap::try_from(ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
         let gi = match self.groups.iter().position(|g| g.slot == iface.slot) {
             Some(i) => i,
             None => {
@@ -100,7 +99,23 @@ impl Workers {
         let had = self.groups[gi].stats.len();
         for q in 0..queues {
             let mut xsk = XskQueue::open(&iface.name, iface.index, q)?;
-            let mut sender = RawSender::new(self.ctx.egress_mtu)?;
+            // Rewritten frames go back in where they came from: the redirect to ingress
+            // takes no frame larger than this interface's MTU, and a grown packet larger
+            // than the egress MTU would meet the client's DF there (or, for IPv6, a
+            // Packet Too Big for a packet rport grew): the smaller of the two bounds them.
+            let mut sender =
+                FrameSender::new(iface.index, mtu(&iface.name).min(self.ctx.egress_mtu))?;
+            // Known to the TC program before the first frame is sent, or that frame would
+            // leave on the wire as it is.
+            let mut cookies: aya::maps::HashMap<_, u64, u8> = aya::maps::HashMap::try_from(
+                ebpf.map_mut(maps::INJECT_SOCKETS)
+                    .context("INJECT_SOCKETS map")?,
+            )?;
+            cookies
+                .insert(sender.cookie()?, 1, 0)
+                .with_context(|| format!("registering the frame sender of {}", xsk.name))?;
+            let mut xsks: XskMap<_> =
+                XskMap::try_from(ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
             xsks.set(iface.slot * MAX_QUEUES + q, xsk.fd(), 0)
                 .with_context(|| format!("registering the AF_XDP socket of {}", xsk.name))?;
             let g = &mut self.groups[gi];
@@ -231,7 +246,7 @@ pub fn forward_frame<'f>(
         .count(stats);
     }
     let Ok(total) = inject::finish(frame, &h, new_plen) else {
-        // TTL exhausted (a router drops it too) or a header that cannot hold the length.
+        // A header that cannot hold the length.
         DaemonStats::add(&stats.bad_frames, 1);
         crate::warn_limited!(%src, "TTL exhausted or too long after the rewrite: dropped");
         return;
@@ -239,8 +254,10 @@ pub fn forward_frame<'f>(
     // Done writing: the frame stays queued, unchanged, until the batch is flushed.
     let frame: &'f [u8] = frame;
     let l3 = h.l3 as usize;
-    if sender.push(&frame[l3..l3 + total], inject::destination(&h)) > 0 {
-        DaemonStats::add(&stats.fragmented, 1);
+    match sender.push(&frame[..l3 + total], l3, h.ipv6) {
+        Ok(0) => {}
+        Ok(_) => DaemonStats::add(&stats.fragmented, 1),
+        Err(Unsent::Full | Unsent::Fragments) => DaemonStats::add(&stats.unsent, 1),
     }
 }
 
@@ -309,6 +326,51 @@ pub fn start(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datapath::inject::tests::{frame4, frame4_with_options, idle_sender};
+
+    fn rules() -> Rules {
+        Rules {
+            force_rport: Vec::new(),
+            signer: crate::datapath::keys::Signer::new(crate::datapath::keys::CurrentKey::new(
+                rport_common::tag::TagKey {
+                    key: [7; 16],
+                    valid: 1,
+                    ..Default::default()
+                },
+            )),
+            contact_alias: true,
+        }
+    }
+
+    /// A message that cannot be sent is counted: every message handed over is either
+    /// queued (`forwarded` after the flush) or in `unsent`. Before, one that needed more
+    /// fragments than a batch holds was dropped and counted nowhere.
+    #[test]
+    fn a_message_that_cannot_be_sent_is_counted() {
+        // 600 bytes: 75 fragments of 8 bytes, more than a batch holds (MAX_FRAGS).
+        let msg = format!(
+            "OPTIONS sip:198.51.100.10 SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-1;rport\r\nCall-ID: c1\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n",
+            "p".repeat(480)
+        );
+        let msg = msg.as_bytes();
+        let (stats, nat, rules) = (DaemonStats::default(), NatTracker::default(), rules());
+        let now = std::time::Instant::now();
+        for (mut f, mtu, queued) in [
+            // 60 bytes of IP header at the smallest IPv4 MTU: 8 bytes a fragment.
+            (frame4_with_options(msg), 68, false),
+            (frame4(msg), 1500, true),
+        ] {
+            let len = f.len();
+            f.resize(4096, 0);
+            let before = stats.load();
+            let mut sender = idle_sender(mtu);
+            let mut batch = sender.batch();
+            forward_frame(&mut f, len, &rules, &mut batch, &stats, &nat, now);
+            let after = stats.load();
+            assert_eq!(after.rewritten - before.rewritten, 1);
+            assert_eq!(after.unsent - before.unsent, !queued as u64, "MTU {mtu}");
+        }
+    }
 
     #[test]
     fn networks() {

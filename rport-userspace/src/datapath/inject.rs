@@ -1,24 +1,43 @@
-//! Sending a rewritten request on toward the server, as a router would.
+//! Sending a rewritten message on: back into the kernel's receive path of the interface it
+//! arrived on, so that the gateway forwards it as it forwards any packet.
 //!
-//! Why a raw IP socket and not AF_XDP TX: the request must leave by whatever interface
-//! and next hop the kernel's routing picks for the server, with a resolved neighbour, and
-//! AF_XDP TX would make rport redo both (a FIB lookup helper, neighbour tracking, an XDP
-//! program on the egress peer for veth). A raw socket (`IPPROTO_RAW`, header included) hands
-//! our IP packet, with the client's public source address kept, to the kernel's output
-//! path: routes, neighbours, qdiscs and any egress interface just work. The cost is one
-//! copy into the kernel per packet, batched with one `sendmmsg` per family per batch.
+//! Why: rport must never forward what the gateway itself would drop. The XDP program takes
+//! the request off the wire before the kernel's input path sees it; had the daemon sent it
+//! on from a raw IP socket (as it once did), it would leave through the OUTPUT path, where
+//! the forward chain, conntrack's forward rules and reverse-path filtering (rp_filter) never
+//! look at it: an attacker outside, or an inside address forged from outside, reached the
+//! server through rport that the gateway's own rules stopped without it
+//! (tests/tests/firewall.rs). Now the daemon writes the rewritten Ethernet frame, with its
+//! original MACs (the destination is this interface's own), on an AF_PACKET socket bound to
+//! the interface it came in on; the TC egress program `rport_reinject` (rport-ebpf) knows
+//! the socket by its cookie (`INJECT_SOCKETS`) and redirects the frame to that interface's
+//! ingress. The kernel receives it as if it had just arrived: PREROUTING, routing with
+//! rp_filter on the real input interface, the FORWARD chain with the real `iifname` and
+//! source address, conntrack and NAT, TTL, neighbours, POSTROUTING and whatever egress
+//! interface the routes pick. No PACKET_QDISC_BYPASS: that would skip TC egress.
 //!
-//! The headers are fixed here: lengths, TTL/hop limit decremented (we forward), IPv4 header
-//! checksum, UDP checksum over the pseudo-header. An IPv4 datagram that the rewrite made
-//! larger than the egress MTU is fragmented here (DF cleared: rport made it bigger, so
-//! losing it, or bouncing an ICMP to a client that sent a packet that fitted, would be
-//! worse). For IPv6 only the source may fragment (RFC 8200 §4.5), and the client is the
-//! source: the caller bounds the rewrite so the packet still fits, and forwards the request
-//! unchanged (and counts it) when it would not.
+//! The cost against a raw socket: one copy into the kernel per frame as before (batched,
+//! one `sendmmsg` per batch), then a pass through the receive path (backlog, PREROUTING)
+//! that the raw socket's output path did not take.
+//!
+//! The headers are fixed here: lengths, IPv4 header checksum, UDP checksum over the
+//! pseudo-header; not the TTL (the kernel's forwarding decrements it, and sends the ICMP
+//! when it runs out). The redirect to ingress drops a frame larger than the interface's
+//! MTU, so an IPv4 datagram that the rewrite made larger than that, or than the smallest
+//! inside MTU, is fragmented here to the smaller of the two, each fragment with the frame's
+//! own link header (DF cleared: rport made it bigger, so losing it, or bouncing an ICMP to
+//! a client that sent a packet that fitted, would be worse); the kernel then forwards the
+//! fragments. For
+//! IPv6 only the source may fragment (RFC 8200 §4.5), and the client is the source: the
+//! caller bounds the rewrite so the packet still fits, and forwards the request unchanged
+//! (and counts it) when it would not.
+//!
+//! A frame that cannot be queued ([`Unsent`]) or that the kernel refuses is counted by the
+//! caller (`unsent`, `send_errors`), never lost silently.
 use std::{
     marker::PhantomData,
-    net::{IpAddr, SocketAddr},
-    os::fd::{AsFd as _, FromRawFd as _, OwnedFd},
+    net::IpAddr,
+    os::fd::{AsFd as _, AsRawFd as _, FromRawFd as _, OwnedFd},
 };
 
 use anyhow::{Result, bail};
@@ -34,10 +53,18 @@ pub type Located = parse::Headers;
 pub enum InjectError {
     /// Not an IPv4/IPv6 UDP frame, or cut short.
     NotUdp,
-    /// TTL or hop limit would reach 0.
-    TtlExceeded,
     /// Larger than 65535 bytes of IP.
     TooBig,
+}
+
+/// Why a frame was not queued: the caller counts it (`unsent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsent {
+    /// The batch is full (flush before pushing again).
+    Full,
+    /// It needs more fragments at this MTU than a batch has room for, or the MTU leaves no
+    /// room for data past the IP header.
+    Fragments,
 }
 
 /// Parses a frame down to its UDP payload.
@@ -65,7 +92,8 @@ fn sum16(data: &[u8]) -> u32 {
 }
 
 /// Fixes the headers after the payload (at `h.payload`) became `new_payload_len` bytes:
-/// returns the length of the IP packet, which starts at `h.l3`.
+/// returns the length of the IP packet, which starts at `h.l3`. The TTL is left as it
+/// came: the kernel forwards the frame and decrements it.
 pub fn finish(frame: &mut [u8], h: &Located, new_payload_len: usize) -> Result<usize, InjectError> {
     let (l3, l4) = (h.l3 as usize, h.l4 as usize);
     let udp_len = 8 + new_payload_len;
@@ -80,19 +108,9 @@ pub fn finish(frame: &mut [u8], h: &Located, new_payload_len: usize) -> Result<u
     frame[l4 + 6..l4 + 8].copy_from_slice(&[0, 0]);
     let mut pseudo: u32 = 17 + udp_len as u32;
     if h.ipv6 {
-        let hop = frame[l3 + 7];
-        if hop <= 1 {
-            return Err(InjectError::TtlExceeded);
-        }
-        frame[l3 + 7] = hop - 1;
         frame[l3 + 4..l3 + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
         pseudo += sum16(&frame[l3 + 8..l3 + 40]);
     } else {
-        let ttl = frame[l3 + 8];
-        if ttl <= 1 {
-            return Err(InjectError::TtlExceeded);
-        }
-        frame[l3 + 8] = ttl - 1;
         frame[l3 + 2..l3 + 4].copy_from_slice(&(total as u16).to_be_bytes());
         frame[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
         let c = csum::checksum(&frame[l3..l4], 0);
@@ -107,9 +125,11 @@ pub fn finish(frame: &mut [u8], h: &Located, new_payload_len: usize) -> Result<u
     Ok(total)
 }
 
-/// Splits the IPv4 packet `pkt` into fragments of at most `mtu` bytes, written one after
-/// the other into `out`; `spans` receives (offset, length) of each. Returns their number.
+/// Splits the IPv4 packet `pkt` into fragments of at most `mtu` bytes of IP, each behind
+/// a copy of the link header `l2`, written one after the other into `out`; `spans`
+/// receives (offset, length) of each frame. Returns their number.
 pub fn fragment_v4(
+    l2: &[u8],
     pkt: &[u8],
     mtu: usize,
     out: &mut [u8],
@@ -126,10 +146,11 @@ pub fn fragment_v4(
         let chunk = (data.len() - off).min(per);
         let more = off + chunk < data.len();
         let len = hl + chunk;
-        if n == spans.len() || at + len > out.len() {
+        if n == spans.len() || at + l2.len() + len > out.len() {
             bail!("more fragments than room for them");
         }
-        let f = &mut out[at..at + len];
+        out[at..at + l2.len()].copy_from_slice(l2);
+        let f = &mut out[at + l2.len()..at + l2.len() + len];
         f[..hl].copy_from_slice(&pkt[..hl]);
         f[hl..].copy_from_slice(&data[off..off + chunk]);
         f[2..4].copy_from_slice(&(len as u16).to_be_bytes());
@@ -139,10 +160,10 @@ pub fn fragment_v4(
         f[10..12].copy_from_slice(&[0, 0]);
         let c = csum::checksum(&f[..hl], 0);
         f[10..12].copy_from_slice(&c.to_be_bytes());
-        spans[n] = (at, len);
+        spans[n] = (at, l2.len() + len);
         n += 1;
         off += chunk;
-        at += len;
+        at += l2.len() + len;
     }
     Ok(n)
 }
@@ -152,54 +173,16 @@ pub const BATCH: usize = 64;
 /// Room for the fragments of a batch; past 70 KiB short of it the sender says it is full,
 /// so one more datagram of any size (64 KiB at most) always fits.
 const SCRATCH: usize = 192 * 1024;
-/// Entries per family: a full batch plus the fragments of one more datagram.
+/// Entries: a full batch plus the fragments of one more datagram.
 const CAP: usize = BATCH + MAX_FRAGS;
 /// Fragments of one datagram at most (a 64 KiB datagram over a 1280-byte MTU needs 52).
-const MAX_FRAGS: usize = 56;
+pub const MAX_FRAGS: usize = 56;
 
-/// One family's raw socket and pending datagrams.
-struct Family {
+/// The AF_PACKET socket of one forwarding thread, bound to the interface its frames
+/// arrived on, and the frames pending for it.
+pub struct FrameSender {
     fd: OwnedFd,
     msgs: MsgBatch,
-}
-
-impl Family {
-    fn new(family: libc::c_int) -> std::io::Result<Family> {
-        // SAFETY: plain socket(2) call; the fd is owned right after.
-        let fd = unsafe {
-            libc::socket(
-                family,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_RAW,
-            )
-        };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(Family {
-            // SAFETY: fd is a fresh descriptor we own.
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            msgs: MsgBatch::new(CAP),
-        })
-    }
-
-    /// Sends the batch: (sent, failed). A packet the kernel refuses (no route, EMSGSIZE…)
-    /// is counted and the rest go on.
-    fn flush(&mut self) -> (u64, u64) {
-        // Never `Stop`, so never an error.
-        let s = self
-            .msgs
-            .send(self.fd.as_fd(), |_| Refused::Skip)
-            .unwrap_or_default();
-        (s.sent, s.skipped)
-    }
-}
-
-/// Batching raw-socket sender for both families. Packets are queued and sent through a
-/// [`Batch`], which borrows them until it is flushed.
-pub struct RawSender {
-    v4: Family,
-    v6: Family,
     mtu: usize,
     scratch: Box<[u8]>,
     scratch_used: usize,
@@ -212,33 +195,81 @@ pub struct Flushed {
     pub failed: u64,
 }
 
-impl RawSender {
-    /// Opens the raw sockets. `mtu` is the egress MTU toward the servers.
-    pub fn new(mtu: usize) -> Result<RawSender> {
-        let v4 = Family::new(libc::AF_INET)
-            .map_err(|e| anyhow::anyhow!("raw IPv4 socket: {e} (needs CAP_NET_RAW)"))?;
-        let v6 =
-            Family::new(libc::AF_INET6).map_err(|e| anyhow::anyhow!("raw IPv6 socket: {e}"))?;
-        Ok(RawSender {
-            v4,
-            v6,
+impl FrameSender {
+    /// Opens an AF_PACKET socket bound to `ifindex`, whose MTU is `mtu`. Protocol 0: it
+    /// receives nothing, it only sends.
+    pub fn new(ifindex: u32, mtu: usize) -> Result<FrameSender> {
+        // SAFETY: plain socket(2) call; the fd is owned right after.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            bail!(
+                "AF_PACKET socket: {} (needs CAP_NET_RAW)",
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: fd is a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: all-zero is a valid sockaddr_ll.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = ifindex as i32;
+        // SAFETY: a valid sockaddr_ll of its own size.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sll as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            bail!(
+                "binding an AF_PACKET socket to interface {ifindex}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(FrameSender::with_fd(fd, mtu))
+    }
+
+    fn with_fd(fd: OwnedFd, mtu: usize) -> FrameSender {
+        FrameSender {
+            fd,
+            msgs: MsgBatch::new(CAP),
             mtu,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             scratch_used: 0,
-        })
+        }
     }
 
-    /// Egress MTU this sender fragments to.
+    /// The socket's cookie (`SO_COOKIE`), by which the TC program knows its frames.
+    pub fn cookie(&self) -> Result<u64> {
+        let mut v: u64 = 0;
+        let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+        // SAFETY: an 8-byte buffer and its length.
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_COOKIE,
+                &mut v as *mut u64 as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        if r != 0 {
+            bail!("SO_COOKIE: {}", std::io::Error::last_os_error());
+        }
+        Ok(v)
+    }
+
+    /// MTU of the interface this sender sends on (it fragments IPv4 to it).
     pub fn mtu(&self) -> usize {
         self.mtu
     }
 
-    /// A batch of sends whose packets live for `'frames`.
+    /// A batch of sends whose frames live for `'frames`.
     pub fn batch<'frames>(&mut self) -> Batch<'_, 'frames> {
         // Whatever an earlier batch left unsent (it was leaked, or dropped unflushed) points
-        // to packets that may be gone: never send it.
-        self.v4.msgs.clear();
-        self.v6.msgs.clear();
+        // to frames that may be gone: never send it.
+        self.msgs.clear();
         self.scratch_used = 0;
         Batch {
             sender: self,
@@ -247,110 +278,105 @@ impl RawSender {
     }
 }
 
-/// Packets queued on a [`RawSender`], borrowed (`'frames`) until the batch is flushed:
+/// Frames queued on a [`FrameSender`], borrowed (`'frames`) until the batch is flushed:
 /// the sender keeps only their addresses, and the kernel reads them in
 /// [`Batch::flush`]. What a batch holds when it goes out of scope unflushed is not sent.
 ///
-/// The borrow is what makes this safe: a packet cannot be freed or changed while a batch
+/// The borrow is what makes this safe: a frame cannot be freed or changed while a batch
 /// that may still send it is alive.
 ///
 /// ```no_run
-/// # use rport_userspace::datapath::inject::RawSender;
-/// let mut sender = RawSender::new(1500).unwrap();
-/// let pkt = vec![0x45; 28];
+/// # use rport_userspace::datapath::inject::FrameSender;
+/// let mut sender = FrameSender::new(2, 1500).unwrap();
+/// let frame = vec![0x45; 42];
 /// let mut batch = sender.batch();
-/// batch.push(&pkt, "198.51.100.10".parse().unwrap());
+/// let _ = batch.push(&frame, 14, false);
 /// batch.flush();
 /// ```
 ///
 /// ```compile_fail,E0597
-/// # use rport_userspace::datapath::inject::RawSender;
-/// let mut sender = RawSender::new(1500).unwrap();
+/// # use rport_userspace::datapath::inject::FrameSender;
+/// let mut sender = FrameSender::new(2, 1500).unwrap();
 /// let mut batch = sender.batch();
 /// {
-///     let pkt = vec![0x45; 28];
-///     batch.push(&pkt, "198.51.100.10".parse().unwrap());
-/// } // `pkt` freed while queued
+///     let frame = vec![0x45; 42];
+///     let _ = batch.push(&frame, 14, false);
+/// } // `frame` freed while queued
 /// batch.flush();
 /// ```
 pub struct Batch<'s, 'frames> {
-    sender: &'s mut RawSender,
+    sender: &'s mut FrameSender,
     _frames: PhantomData<&'frames [u8]>,
 }
 
 impl<'frames> Batch<'_, 'frames> {
-    /// Egress MTU the sender fragments to.
+    /// MTU the sender fragments to.
     pub fn mtu(&self) -> usize {
         self.sender.mtu
     }
 
-    /// Whether a batch is full: flush before the next push (which would be dropped).
+    /// Whether a batch is full: flush before the next push (which would be refused).
     pub fn full(&self) -> bool {
         let s = &self.sender;
-        s.v4.msgs.len() >= BATCH || s.v6.msgs.len() >= BATCH || s.scratch_used > SCRATCH - 70 * 1024
+        s.msgs.len() >= BATCH || s.scratch_used > SCRATCH - 70 * 1024
     }
 
-    /// Queues the IP packet `pkt` (IPv4 or IPv6, header included) for `dst`. Returns the
-    /// number of fragments when it had to fragment (IPv4 only), else 0.
-    pub fn push(&mut self, pkt: &'frames [u8], dst: IpAddr) -> usize {
+    /// Queues the whole Ethernet `frame`, whose IP header starts at `l3`. Returns the
+    /// number of fragments when it had to fragment (IPv4 only), else 0; or why it queued
+    /// nothing.
+    pub fn push(&mut self, frame: &'frames [u8], l3: usize, ipv6: bool) -> Result<usize, Unsent> {
         if self.full() {
-            return 0;
+            return Err(Unsent::Full);
         }
         let s = &mut *self.sender;
-        // Raw sockets take no port.
-        let to = SocketAddr::new(dst, 0);
-        match dst {
-            IpAddr::V6(_) => {
-                // SAFETY: `pkt` is borrowed for 'frames, which outlives this batch, and
-                // only a batch sends (or clears) the sender's queues.
-                unsafe { s.v6.msgs.push(pkt, to) };
-                0
-            }
-            IpAddr::V4(_) if pkt.len() <= s.mtu => {
-                // SAFETY: as above.
-                unsafe { s.v4.msgs.push(pkt, to) };
-                0
-            }
-            IpAddr::V4(_) => {
-                let base = s.scratch_used;
-                let mut spans = [(0usize, 0usize); MAX_FRAGS];
-                let Ok(k) = fragment_v4(pkt, s.mtu, &mut s.scratch[base..], &mut spans) else {
-                    return 0;
-                };
-                for &(at, len) in &spans[..k] {
-                    // SAFETY: inside the sender's boxed scratch buffer, which is borrowed
-                    // with the sender for this batch and written only past `scratch_used`
-                    // until a flush has sent these.
-                    unsafe {
-                        let f = std::slice::from_raw_parts(s.scratch.as_ptr().add(base + at), len);
-                        s.v4.msgs.push(f, to);
-                    }
-                }
-                s.scratch_used += spans[..k].last().map_or(0, |(a, l)| a + l);
-                k
+        if ipv6 || frame.len() <= l3 + s.mtu {
+            // SAFETY: `frame` is borrowed for 'frames, which outlives this batch, and
+            // only a batch sends (or clears) the sender's queue.
+            unsafe { s.msgs.push_bound(frame) };
+            return Ok(0);
+        }
+        let base = s.scratch_used;
+        let mut spans = [(0usize, 0usize); MAX_FRAGS];
+        let (l2, pkt) = frame.split_at(l3);
+        let Ok(k) = fragment_v4(l2, pkt, s.mtu, &mut s.scratch[base..], &mut spans) else {
+            return Err(Unsent::Fragments);
+        };
+        for &(at, len) in &spans[..k] {
+            // SAFETY: inside the sender's boxed scratch buffer, which is borrowed with the
+            // sender for this batch and written only past `scratch_used` until a flush has
+            // sent these.
+            unsafe {
+                let f = std::slice::from_raw_parts(s.scratch.as_ptr().add(base + at), len);
+                s.msgs.push_bound(f);
             }
         }
+        s.scratch_used += spans[..k].last().map_or(0, |(a, l)| a + l);
+        Ok(k)
     }
 
-    /// Sends everything queued, one `sendmmsg` per family (more if the kernel refuses some).
+    /// Sends everything queued, in one `sendmmsg` (more if the kernel refuses some: a
+    /// frame it refuses is counted as failed and the rest go on).
     pub fn flush(&mut self) -> Flushed {
         let s = &mut *self.sender;
-        let (a, b) = s.v4.flush();
-        let (c, d) = s.v6.flush();
+        // Never `Stop`, so never an error.
+        let r = s
+            .msgs
+            .send(s.fd.as_fd(), |_| Refused::Skip)
+            .unwrap_or_default();
         s.scratch_used = 0;
         Flushed {
-            sent: a + c,
-            failed: b + d,
+            sent: r.sent,
+            failed: r.skipped,
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 
-    fn frame4(payload: &[u8]) -> Vec<u8> {
+    pub(crate) fn frame4(payload: &[u8]) -> Vec<u8> {
         let b = PacketBuilder::ethernet2([2; 6], [4; 6])
             .ipv4([203, 0, 113, 1], [198, 51, 100, 10], 64)
             .udp(32415, 5060);
@@ -373,7 +399,7 @@ mod tests {
                     u.checksum(),
                     u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap()
                 );
-                assert_eq!(h.time_to_live, 63);
+                assert_eq!(h.time_to_live, 64, "the kernel's forwarding decrements it");
             }
             Some(etherparse::NetSlice::Ipv6(ip)) => {
                 let h = ip.header().to_header();
@@ -381,7 +407,7 @@ mod tests {
                     u.checksum(),
                     u.to_header().calc_checksum_ipv6(&h, u.payload()).unwrap()
                 );
-                assert_eq!(h.hop_limit, 63);
+                assert_eq!(h.hop_limit, 64, "the kernel's forwarding decrements it");
             }
             _ => panic!(),
         }
@@ -440,11 +466,13 @@ mod tests {
     }
 
     #[test]
-    fn ttl_one_is_not_forwarded() {
+    fn ttl_is_left_to_the_kernel() {
+        // The kernel's forwarding drops it (and sends the ICMP) as for any packet.
         let mut f = frame4(b"x");
         f[14 + 8] = 1;
         let h = locate(&f).unwrap();
-        assert_eq!(finish(&mut f, &h, 1), Err(InjectError::TtlExceeded));
+        finish(&mut f, &h, 1).unwrap();
+        assert_eq!(f[14 + 8], 1);
     }
 
     #[test]
@@ -464,10 +492,10 @@ mod tests {
         let mut f = frame4(&payload);
         let h = locate(&f).unwrap();
         let n = finish(&mut f, &h, payload.len()).unwrap();
-        let pkt = f[14..14 + n].to_vec();
+        let (l2, pkt) = (f[..14].to_vec(), f[14..14 + n].to_vec());
         let mut scratch = [0u8; 8000];
         let mut spans = [(0, 0); 8];
-        let k = fragment_v4(&pkt, 1500, &mut scratch, &mut spans).unwrap();
+        let k = fragment_v4(&l2, &pkt, 1500, &mut scratch, &mut spans).unwrap();
         assert_eq!(k, 3);
         let frags: Vec<&[u8]> = spans[..k]
             .iter()
@@ -475,6 +503,8 @@ mod tests {
             .collect();
         let mut data = vec![0u8; n - 20];
         for (i, fr) in frags.iter().enumerate() {
+            assert_eq!(&fr[..14], &l2[..], "fragment {i} keeps the link header");
+            let fr = &fr[14..];
             assert!(fr.len() <= 1500);
             assert_eq!(
                 csum::checksum(&fr[..20], 0),
@@ -489,5 +519,50 @@ mod tests {
             data[off..off + fr.len() - 20].copy_from_slice(&fr[20..]);
         }
         assert_eq!(&data[..], &pkt[20..]);
+    }
+
+    /// A sender on a socket that is never flushed: what it queues, or refuses to.
+    pub(crate) fn idle_sender(mtu: usize) -> FrameSender {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        FrameSender::with_fd(s.into(), mtu)
+    }
+
+    /// An IPv4 frame with a 60-byte header (40 bytes of NOP options) and `n` bytes of
+    /// payload.
+    pub(crate) fn frame4_with_options(payload: &[u8]) -> Vec<u8> {
+        let mut f = frame4(payload);
+        f.splice(14 + 20..14 + 20, [1u8; 40]);
+        f[14] = 0x4f;
+        let total = (f.len() - 14) as u16;
+        f[14 + 2..14 + 4].copy_from_slice(&total.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn too_many_fragments_is_refused_not_lost() {
+        // 60 bytes of header at the smallest IPv4 MTU (68) leave 8 bytes a fragment:
+        // 1,000 bytes would take 126 of them.
+        let f = frame4_with_options(&[b'x'; 992]);
+        let mut s = idle_sender(68);
+        let mut b = s.batch();
+        assert_eq!(b.push(&f, 14, false), Err(Unsent::Fragments));
+        // A frame that fits is queued whole, one that needs a few is fragmented.
+        let small = frame4(b"x");
+        assert_eq!(b.push(&small, 14, false), Ok(0));
+        let mut s = idle_sender(1500);
+        let big = frame4(&[b'y'; 2000]);
+        assert_eq!(s.batch().push(&big, 14, false), Ok(2));
+    }
+
+    #[test]
+    fn a_full_batch_refuses() {
+        let f = frame4(b"x");
+        let mut s = idle_sender(1500);
+        let mut b = s.batch();
+        for _ in 0..BATCH {
+            assert_eq!(b.push(&f, 14, false), Ok(0));
+        }
+        assert!(b.full());
+        assert_eq!(b.push(&f, 14, false), Err(Unsent::Full));
     }
 }

@@ -14,7 +14,9 @@ use aya::{
         SchedClassifier, TcAttachType, Xdp, XdpMode, tc::SchedClassifierLinkId, xdp::XdpLinkId,
     },
 };
-use rport_common::{IfaceConf, PROGRAM_NAME, TC_PROGRAM_NAME, addr_to_16, maps, role};
+use rport_common::{
+    IfaceConf, PROGRAM_NAME, TC_PROGRAM_NAME, TC_REINJECT_PROGRAM_NAME, addr_to_16, maps, role,
+};
 
 /// What `rport run` attaches, and how.
 #[derive(Debug, Clone)]
@@ -270,8 +272,11 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     let counters_pin = cfg.pin_dir.join(maps::COUNTERS);
     let keys_pin = cfg.pin_dir.join(maps::TAG_KEYS);
     let level = cfg.xdp_log.level();
+    // Native (driver) or offloaded XDP never sees a re-injected frame: no lookup for them.
+    let may_be_generic = u8::from(!matches!(cfg.mode, XdpMode::Driver | XdpMode::Hardware));
     let mut ebpf = EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
+        .override_global(rport_common::MAY_BE_GENERIC_GLOBAL, &may_be_generic, true)
         .map_max_entries(maps::BINDINGS, max_bindings)
         .map_pin_path(maps::BINDINGS, bindings_pin.as_path())
         .map_pin_path(maps::COUNTERS, counters_pin.as_path())
@@ -296,6 +301,16 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
         .try_into()?;
     tc.load()
         .context("the kernel's verifier rejected the TC program")?;
+    // The daemon's rewritten frames go back into the receive path of the interface they
+    // came in on, from TC egress (datapath/inject.rs): attached (by `attach_iface`) before
+    // the daemon sends.
+    let reinject: &mut SchedClassifier = ebpf
+        .program_mut(TC_REINJECT_PROGRAM_NAME)
+        .context("TC re-injection program missing")?
+        .try_into()?;
+    reinject
+        .load()
+        .context("the kernel's verifier rejected the TC re-injection program")?;
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .context("program missing")?
@@ -329,7 +344,7 @@ pub enum Attached {
 /// Attaches the loaded programs to `i`, everything rport needs on it: on an inside
 /// interface the TC steering program first (the XDP program hands steering decisions to
 /// it, see SteerMeta, and a decision with no TC program to apply it leaves the packet as it
-/// was), then XDP. Also how an interface that came back is reattached
+/// was), on every interface the TC re-injection program (egress), then XDP. Also how an interface that came back is reattached
 /// (datapath/ifwatch.rs): the programs are not loaded again, so this needs only
 /// CAP_NET_ADMIN and CAP_BPF. On an error, what it attached is detached again.
 pub fn attach_iface(ebpf: &mut Ebpf, i: &Iface, mode: XdpMode) -> Result<Vec<Attached>> {
@@ -356,6 +371,17 @@ fn attach_each(ebpf: &mut Ebpf, i: &Iface, mode: XdpMode, links: &mut Vec<Attach
             .with_context(|| format!("attaching the TC steering program to {}", i.name))?;
         links.push(Attached::Tc(TC_PROGRAM_NAME, id));
     }
+    // Every interface: its TC egress re-injects the daemon's frames into its own receive
+    // path (datapath/inject.rs).
+    let reinject: &mut SchedClassifier = ebpf
+        .program_mut(TC_REINJECT_PROGRAM_NAME)
+        .context("TC re-injection program missing")?
+        .try_into()?;
+    let _ = aya::programs::tc::qdisc_add_clsact(&i.name);
+    let id = reinject
+        .attach(&i.name, TcAttachType::Egress)
+        .with_context(|| format!("attaching the TC re-injection program to {}", i.name))?;
+    links.push(Attached::Tc(TC_REINJECT_PROGRAM_NAME, id));
     let prog: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .context("program missing")?

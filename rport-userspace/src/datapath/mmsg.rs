@@ -1,6 +1,6 @@
 //! A batch of datagrams for one `sendmmsg(2)` or `recvmmsg(2)`: the `mmsghdr`, `iovec`
 //! and address arrays, allocated once and wired to each other, so that a batch costs one
-//! syscall and no allocation. The raw sender ([`super::inject`]) sends with it; the
+//! syscall and no allocation. The frame sender ([`super::inject`]) sends with it; the
 //! benchmark's load generator and responder (rport-tests) send and receive with it.
 //!
 //! The batch never owns the datagrams: [`MsgBatch::push`] keeps only their address, so it
@@ -107,6 +107,28 @@ impl MsgBatch {
             iov_len: pkt.len(),
         };
         self.msgs[i].msg_hdr.msg_namelen = write_sockaddr(&mut self.addrs[i], to);
+        self.n += 1;
+        true
+    }
+
+    /// Queues the datagram `pkt` with no address, for a socket bound to where it goes (the
+    /// AF_PACKET sender: [`super::inject`]); false (and nothing queued) when the batch is
+    /// full.
+    ///
+    /// # Safety
+    ///
+    /// As [`MsgBatch::push`]: `pkt` stays alive and unchanged until the next send or clear.
+    pub unsafe fn push_bound(&mut self, pkt: &[u8]) -> bool {
+        let i = self.n;
+        if i == self.capacity() {
+            return false;
+        }
+        self.iovs[i] = libc::iovec {
+            iov_base: pkt.as_ptr() as *mut libc::c_void,
+            iov_len: pkt.len(),
+        };
+        // A zero length: the kernel takes no address (msg_name is ignored).
+        self.msgs[i].msg_hdr.msg_namelen = 0;
         self.n += 1;
         true
     }

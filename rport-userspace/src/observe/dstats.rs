@@ -110,6 +110,8 @@ daemon_counters! {
     nat_full_evicted = "nat";
     /// Clients the NAT tracker forgot to make room in a full table, silent for more than an hour.
     nat_idle_expired = "nat";
+    /// Messages rewritten but never handed to the kernel (lost): more fragments than a batch has room for at the interface's MTU, or no room left in the batch (Kamailio: err_requests).
+    unsent = "errors";
 }
 
 impl DaemonStats {
