@@ -199,7 +199,7 @@ pub fn read_pcapng(buf: &[u8]) -> Result<Vec<Record<'_>>> {
             ifaces.clear();
         }
         let len = rd32(le, &b[4..]) as usize;
-        if len < 12 || len % 4 != 0 || len > b.len() {
+        if len < 12 || !len.is_multiple_of(4) || len > b.len() {
             bail!("block at byte {off}: length {len} is not a whole block in the file");
         }
         if rd32(le, &b[len - 4..]) as usize != len {

@@ -77,15 +77,7 @@ enum Cmd {
 /// A command-line error as one line: what is wrong, then where help is. (clap's own
 /// rendering spreads it over a usage block; operators' scripts and logs want one line.)
 fn one_line(e: &clap::Error) -> String {
-    let text = e.render().to_string();
-    let what: Vec<&str> = text
-        .lines()
-        .take_while(|l| !l.trim().is_empty())
-        .map(str::trim)
-        .collect();
-    let what = what.join(" ");
-    let what = what.strip_prefix("error: ").unwrap_or(&what);
-    format!("rport: {what} (rport --help)")
+    format!("rport: {} (rport --help)", config::clap_line(e))
 }
 
 fn main() -> ExitCode {

@@ -657,6 +657,7 @@ pub struct SippResult {
 
 /// Runs a SIPp client scenario to completion: `calls` calls at `rate` per second, from
 /// `local` (address), to `target` (address:port).
+#[allow(clippy::too_many_arguments)]
 pub fn sipp_client(
     ns: &Ns,
     scenario: &str,

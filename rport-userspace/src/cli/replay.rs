@@ -455,7 +455,6 @@ mod tests {
             addr: rport_common::addr_to_16("203.0.113.1".parse().unwrap()),
             port_be: 32415u16.to_be(),
             ipv6: 0,
-            ..Default::default()
         };
         // SAFETY: plain data of its own size.
         let bytes: [u8; std::mem::size_of::<SteerMeta>()] = unsafe { std::mem::transmute(m) };
