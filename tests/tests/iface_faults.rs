@@ -39,6 +39,22 @@ fn log_lines(rport: &Rport, needle: &str) -> usize {
         .count()
 }
 
+/// The most entries any INJECT_SOCKETS map loaded on this machine holds (BPF maps are
+/// not per network namespace: the daemons of this binary's tests are all seen).
+fn most_inject_sockets() -> usize {
+    aya::maps::loaded_maps()
+        .filter_map(Result::ok)
+        .filter(|m| m.name_as_str() == Some(rport_common::maps::INJECT_SOCKETS))
+        .filter_map(|m| {
+            let data = aya::maps::MapData::from_id(m.id()).ok()?;
+            let map: aya::maps::HashMap<_, u64, u8> =
+                aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data)).ok()?;
+            Some(map.keys().count())
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Which of the gateway's interfaces the fault hits.
 #[derive(Clone, Copy, Debug)]
 enum Side {
@@ -118,6 +134,12 @@ fn interface_replaced_under_its_name(side: Side) {
             "rport not filled: {v}"
         );
     }
+    // The senders of the stopped threads left INJECT_SOCKETS: every rport daemon of this
+    // test binary has one outside interface with one queue (tests/src/ns.rs `veth`), so
+    // no such map holds more than one cookie (an interface that keeps coming back would
+    // otherwise fill it, and then fail to reattach).
+    let most = most_inject_sockets();
+    assert!(most <= 1, "an INJECT_SOCKETS map holds {most} cookies");
     let d = &rport.stats().unwrap()["daemon"];
     assert_eq!(d["iface_lost"], 1, "{d}");
     assert_eq!(d["iface_reattached"], 1, "{d}");

@@ -40,6 +40,9 @@ struct Group {
     handles: Vec<std::thread::JoinHandle<()>>,
     /// One per queue, kept across a restart (so counts go on from where they were).
     stats: Vec<Arc<DaemonStats>>,
+    /// `SO_COOKIE`s of its threads' senders in INJECT_SOCKETS: taken out again when the
+    /// group restarts, or an interface that keeps coming back would fill the map.
+    cookies: Vec<u64>,
 }
 
 /// What every forwarding thread is started with, besides its socket.
@@ -89,10 +92,19 @@ impl Workers {
                     stop: Arc::new(AtomicBool::new(false)),
                     handles: Vec::new(),
                     stats: Vec::new(),
+                    cookies: Vec::new(),
                 });
                 self.groups.len() - 1
             }
         };
+        let mut cookies: aya::maps::HashMap<_, u64, u8> = aya::maps::HashMap::try_from(
+            ebpf.map_mut(maps::INJECT_SOCKETS)
+                .context("INJECT_SOCKETS map")?,
+        )?;
+        for c in self.groups[gi].cookies.drain(..) {
+            // The sockets are closed (their threads stopped): nothing sends with them.
+            let _ = cookies.remove(&c);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         self.groups[gi].stop = stop.clone();
         let queues = rx_queues(&iface.name);
@@ -107,13 +119,15 @@ impl Workers {
                 FrameSender::new(iface.index, mtu(&iface.name).min(self.ctx.egress_mtu))?;
             // Known to the TC program before the first frame is sent, or that frame would
             // leave on the wire as it is.
+            let cookie = sender.cookie()?;
             let mut cookies: aya::maps::HashMap<_, u64, u8> = aya::maps::HashMap::try_from(
                 ebpf.map_mut(maps::INJECT_SOCKETS)
                     .context("INJECT_SOCKETS map")?,
             )?;
             cookies
-                .insert(sender.cookie()?, 1, 0)
+                .insert(cookie, 1, 0)
                 .with_context(|| format!("registering the frame sender of {}", xsk.name))?;
+            self.groups[gi].cookies.push(cookie);
             let mut xsks: XskMap<_> =
                 XskMap::try_from(ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
             xsks.set(iface.slot * MAX_QUEUES + q, xsk.fd(), 0)
