@@ -252,13 +252,7 @@ mod prog {
         else {
             return false;
         };
-        let key = ReinjectKey {
-            src: h.src,
-            dst: h.dst,
-            sport: h.sport,
-            dport: h.dport,
-            udp_len_csum: len_csum,
-        };
+        let key = h.reinject_key(len_csum);
         // SAFETY: the value is copied out at once.
         let Some(t) = (unsafe { REINJECTED.get(&key) }).copied() else {
             return false;
@@ -421,13 +415,7 @@ mod prog {
         let Ok(len_csum) = ctx.load::<[u8; 4]>((h.l4 & 0x0fff) as usize + 4) else {
             return;
         };
-        let key = ReinjectKey {
-            src: h.src,
-            dst: h.dst,
-            sport: h.sport,
-            dport: h.dport,
-            udp_len_csum: len_csum,
-        };
+        let key = h.reinject_key(len_csum);
         // SAFETY: helper without arguments.
         let now = unsafe { bpf_ktime_get_boot_ns() };
         let _ = REINJECTED.insert(&key, &now, 0);

@@ -56,6 +56,22 @@ pub struct Headers {
     pub short: bool,
 }
 
+impl Headers {
+    /// The key a re-injected datagram is noted under (`REINJECTED`): its addresses, ports
+    /// and the UDP length and checksum words (`udp_len_csum`, as they are in the frame).
+    /// One definition for the TC program that notes it and the XDP program that finds it.
+    #[inline(always)]
+    pub fn reinject_key(&self, udp_len_csum: [u8; 4]) -> rport_common::ReinjectKey {
+        rport_common::ReinjectKey {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            udp_len_csum,
+        }
+    }
+}
+
 /// IPv4-mapped encoding of an IPv4 address.
 #[inline(always)]
 pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
