@@ -463,13 +463,16 @@ impl Bed {
             Kind::Plain => {}
             Kind::Rport => {
                 let pins = Bpffs::new()?;
+                // Extra `rport run` flags for an A/B of one option (`--egress bypass`).
+                let extra = std::env::var("RPORT_BENCH_RPORT_ARGS").unwrap_or_default();
+                let extra: Vec<&str> = extra.split_whitespace().collect();
                 b.rport = Some(Rport::start(
                     &b.gw,
                     GW_OUTSIDE,
                     GW_INSIDE,
                     &pins,
                     &b.dir.join("rport.log"),
-                    &[],
+                    &extra,
                 )?);
                 b._pins = Some(pins);
             }
