@@ -366,9 +366,8 @@ fn mtu(ifname: &str) -> usize {
 }
 
 /// Whether rewritten requests leave by AF_XDP TX (`--egress bypass`).
-fn bypass(_cfg: &LoadConfig) -> bool {
-    // TODO(merge egress-redirect): cfg.egress == Egress::Bypass
-    false
+fn bypass(cfg: &LoadConfig) -> bool {
+    cfg.egress == crate::datapath::loader::Egress::Bypass
 }
 
 /// Opens one AF_XDP socket per rx queue of every outside interface, registers it in the
