@@ -13,17 +13,19 @@
 //! skips (the FORWARD chain, conntrack, POSTROUTING) is why it is opt-in: see
 //! docs/ARCHITECTURE.md, "Egress bypass: requests".
 //!
-//! Sockets: TX only, one per (inside interface, queue), each with its own UMEM (fill and
-//! completion rings, its frames used for TX only), bound zero-copy first (`XDP_ZEROCOPY`),
-//! copy mode when the driver has none (veth); the mode is kept ([`Mode`]) and counted
-//! (`egress_tx_zerocopy`, `egress_tx_copy`). Several forwarding threads may send on one
+//! Sockets: TX only, one per (inside interface, tx queue), each with its own UMEM (fill and
+//! completion rings; its frames for TX, and in zero-copy mode half of them the driver's
+//! receive buffers for that queue), bound zero-copy first (`XDP_ZEROCOPY`), copy mode
+//! when the driver has none (veth); the mode is kept ([`Mode`]) and counted
+//! (`egress_tx_zerocopy`, `egress_tx_copy`, `rport stats`). Several forwarding threads may send on one
 //! socket (the thread of outside queue q uses inside queue q % n): the TX half (ring,
 //! completions, free frames) is behind a per-socket mutex taken once per batch, never per
 //! packet.
 //!
-//! The one copy (rx frame → TX frame) is one `memcpy` of the packet; XDP_SHARED_UMEM would
-//! save it, at the price of frames held across two sockets' lifetimes (see the report in
-//! docs/ARCHITECTURE.md).
+//! The one copy (rx frame → TX frame) is one `memcpy` of the packet, about 50–65 ns for a
+//! REGISTER; XDP_SHARED_UMEM would save it, at the price of rx frames held until their TX
+//! completes and one UMEM shared by the outside and inside sockets (docs/ARCHITECTURE.md,
+//! "Egress bypass: requests").
 use std::{
     num::NonZeroU32,
     ptr::NonNull,
@@ -97,10 +99,29 @@ impl TxSocket {
         info.set_queue(queue);
         let sock = Socket::with_shared(&info, &umem)
             .map_err(|e| anyhow!("AF_XDP TX socket for {name}: {e}"))?;
-        // The kernel binds no UMEM without both rings; the fill ring stays empty (no rx).
-        let device = umem
+        // The kernel binds no UMEM without both rings.
+        let mut device = umem
             .fq_cq(&sock)
             .map_err(|e| anyhow!("AF_XDP fill/completion rings for {name}: {e}"))?;
+        // Zero-copy puts the driver's receive ring of this queue on the UMEM: it takes its
+        // buffers from the fill ring (and recycles them itself after an XDP_PASS, which it
+        // copies into an skb). An empty fill ring would stop every frame arriving on this
+        // queue (the servers' responses): half the frames are the driver's for good.
+        // Copy mode receives into the kernel's own buffers: all frames are for TX.
+        let tx_frames = if flags & XDP_ZEROCOPY != 0 {
+            let half = TX_FRAMES / 2;
+            let mut w = device.fill(half);
+            let n = w.insert((half as u64..TX_FRAMES as u64).map(|i| i * TX_FRAME as u64));
+            w.commit();
+            if n != half {
+                return Err(anyhow!(
+                    "AF_XDP fill ring of {name} took {n} of {half} frames"
+                ));
+            }
+            half
+        } else {
+            TX_FRAMES
+        };
         let user = umem
             .rx_tx(
                 &sock,
@@ -134,7 +155,7 @@ impl TxSocket {
             device,
             _umem: umem,
             area,
-            free: (0..TX_FRAMES as u64).map(|i| i * TX_FRAME as u64).collect(),
+            free: (0..tx_frames as u64).map(|i| i * TX_FRAME as u64).collect(),
         })
     }
 
