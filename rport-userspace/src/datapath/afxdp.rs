@@ -239,6 +239,9 @@ impl XskQueue {
         // every STATS_EVERY while busy.
         let mut stats_at = Instant::now();
         let mut batches = 0u32;
+        // Only `--egress bypass` has metadata to read: the default never touches the
+        // headroom.
+        let want_meta = sender.bypassing();
         while !stop.load(Ordering::Relaxed) {
             if !returning.is_empty() {
                 self.refill(&mut returning, stats);
@@ -303,14 +306,19 @@ impl XskQueue {
                     // The metadata the kernel copied in front of the data (xsk_copy_xdp),
                     // in the chunk's headroom; its magic cleared as it is read, so the
                     // chunk goes back to the fill ring without it.
-                    // SAFETY: [chunk, addr) is the same chunk's headroom, ours as above,
-                    // and does not overlap `frame`.
-                    let meta = egress::take_meta(unsafe {
-                        std::slice::from_raw_parts_mut(
-                            self.area.ptr.as_ptr().add(chunk as usize),
-                            (d.addr - chunk) as usize,
-                        )
-                    });
+                    let meta = if want_meta {
+                        // SAFETY: [chunk, addr) is the same chunk's headroom, ours as
+                        // above, and does not overlap `frame`.
+                        let before = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                self.area.ptr.as_ptr().add(chunk as usize),
+                                (d.addr - chunk) as usize,
+                            )
+                        };
+                        egress::take_meta(before)
+                    } else {
+                        None
+                    };
                     handler(frame, d.len as usize, meta, &mut batch, t0);
                     if batch.full() {
                         count_flush(stats, batch.flush());

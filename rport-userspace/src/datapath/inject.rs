@@ -285,6 +285,11 @@ impl FrameSender {
         self.mtu
     }
 
+    /// Whether it sends by AF_XDP TX where it can (`--egress bypass`).
+    pub fn bypassing(&self) -> bool {
+        self.egress.is_some()
+    }
+
     /// A batch of sends whose frames live for `'frames`.
     pub fn batch<'frames>(&mut self) -> Batch<'_, 'frames> {
         // Whatever an earlier batch left unsent (it was leaked, or dropped unflushed) points
