@@ -48,7 +48,7 @@ pub fn render(r: &Report, colour: bool) -> String {
 
 /// `rport check`: exits non-zero when a line is red (rport cannot run like this).
 pub fn check(args: CheckArgs) -> Result<()> {
-    let r = crate::datapath::probe::report(&args.outside, &args.inside);
+    let r = crate::datapath::probe::report(&args.outside, &args.inside, false);
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {
