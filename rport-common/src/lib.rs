@@ -59,9 +59,17 @@ pub const MAX_REINJECTED: u32 = 4096;
 /// The XDP program's global (a `u8`, 1 by default) that tells it the kernel may run it as
 /// generic XDP, so that it looks for re-injected frames; the loader sets 0 for native mode.
 pub const MAY_BE_GENERIC_GLOBAL: &str = "RPORT_MAY_BE_GENERIC";
+/// The XDP program's global (a `u8`, 0 by default) for `rport run --egress bypass`: 1 sends
+/// steered responses out by `bpf_fib_lookup` + `bpf_redirect` instead of the kernel's
+/// forwarding (docs/OPERATIONS.md, "Egress").
+pub const EGRESS_BYPASS_GLOBAL: &str = "RPORT_EGRESS_BYPASS";
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "rport";
+/// Name of the object's trivial XDP program (XDP_PASS): attached to the peer of a veth that
+/// rport's XDP redirects into (the kernel drops a frame redirected into a veth whose peer
+/// has no XDP program). Tests and benches attach it; `rport run` does not.
+pub const PASS_PROGRAM_NAME: &str = "rport_pass";
 /// Name of the TC (clsact ingress) program that applies steering decisions.
 pub const TC_PROGRAM_NAME: &str = "rport_steer";
 /// Name of the TC (egress) program that re-injects the daemon's rewritten frames into the

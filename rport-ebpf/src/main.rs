@@ -124,6 +124,14 @@ mod prog {
         apply(&ctx, wp, out, AFTER_SCAN)
     }
 
+    /// XDP_PASS, nothing else: for the peer of a veth that [`rport`] redirects into (with
+    /// `--egress bypass`). veth transmits a redirected frame only when its peer runs an
+    /// XDP program.
+    #[xdp]
+    pub fn rport_pass(_ctx: XdpContext) -> u32 {
+        xdp_action::XDP_PASS
+    }
+
     /// Outcomes decided before the scan: their counter sets are few and known to the
     /// compiler, which turns them into direct counts.
     const BEFORE_SCAN: bool = false;
@@ -235,6 +243,19 @@ mod prog {
     fn may_be_generic() -> bool {
         // SAFETY: a global the loader fills in; volatile, so the compiler keeps the read.
         unsafe { core::ptr::read_volatile(&RPORT_MAY_BE_GENERIC) != 0 }
+    }
+
+    /// Set by the loader (1) for `rport run --egress bypass`: steered responses leave by
+    /// `bpf_fib_lookup` + `bpf_redirect`, past the kernel's forwarding (netfilter's
+    /// forward and postrouting chains, conntrack). 0, the default: the kernel forwards.
+    #[unsafe(no_mangle)]
+    static RPORT_EGRESS_BYPASS: u8 = 0;
+
+    #[inline(always)]
+    #[allow(dead_code)]
+    fn egress_bypass() -> bool {
+        // SAFETY: a global the loader fills in; volatile, so the compiler keeps the read.
+        unsafe { core::ptr::read_volatile(&RPORT_EGRESS_BYPASS) != 0 }
     }
 
     /// Whether this frame is one [`rport_reinject`] just gave back to the kernel (generic

@@ -91,6 +91,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = rport_common::MAX_BINDINGS,
           value_parser = parse_max_bindings)]
     pub max_bindings: u32,
+    /// How steered responses leave the gateway: `kernel` (its forwarding: nftables forward
+    /// and postrouting chains, conntrack, rp_filter) or `bypass` (bpf_fib_lookup and
+    /// bpf_redirect from XDP, past all of those; docs/OPERATIONS.md, "Egress").
+    #[arg(long, value_enum, default_value_t = loader::Egress::Kernel)]
+    pub egress: loader::Egress,
     /// TOML file of these flags (keys: their long names, `sip-port = [5060, 5080]`); a
     /// flag given here replaces the file's value. Default: /etc/rport/rport.toml if it
     /// exists (docs/OPERATIONS.md, "Configuration file").
@@ -159,6 +164,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         tag_key: args.tag_key,
         contact_alias: args.contact == ContactMode::Alias,
         max_bindings: args.max_bindings,
+        egress: args.egress,
     };
     if args.check_config {
         loader::check_config(&cfg)?;

@@ -41,6 +41,29 @@ pub struct LoadConfig {
     pub contact_alias: bool,
     /// Entries of the BINDINGS map (`--max-bindings`), checked by [`check_max_bindings`].
     pub max_bindings: u32,
+    /// How steered responses leave the gateway (`--egress`).
+    pub egress: Egress,
+}
+
+/// How rport's packets leave the gateway (`rport run --egress`; docs/OPERATIONS.md,
+/// "Egress").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Egress {
+    /// Through the kernel's forwarding: routing, the nftables forward and postrouting
+    /// chains, conntrack and rp_filter apply to every packet rport sends on.
+    #[default]
+    Kernel,
+    /// Past it: XDP looks up the route and neighbour (`bpf_fib_lookup`) and redirects
+    /// steered responses out of the egress interface itself; what it cannot send (no
+    /// neighbour yet, too big, TTL expiring) still goes the kernel's way.
+    Bypass,
+}
+
+impl Egress {
+    /// The value of the XDP program's `RPORT_EGRESS_BYPASS` global.
+    pub fn global(self) -> u8 {
+        u8::from(self == Egress::Bypass)
+    }
 }
 
 /// Largest `--max-bindings`: 2^24 entries, about 3.4 GB of kernel memory (see
@@ -274,9 +297,11 @@ pub fn load_and_attach(cfg: &LoadConfig) -> Result<Loaded> {
     let level = cfg.xdp_log.level();
     // Native (driver) or offloaded XDP never sees a re-injected frame: no lookup for them.
     let may_be_generic = u8::from(!matches!(cfg.mode, XdpMode::Driver | XdpMode::Hardware));
+    let egress_bypass = cfg.egress.global();
     let mut ebpf = EbpfLoader::new()
         .override_global(aya_log::LEVEL, &level, false)
         .override_global(rport_common::MAY_BE_GENERIC_GLOBAL, &may_be_generic, true)
+        .override_global(rport_common::EGRESS_BYPASS_GLOBAL, &egress_bypass, true)
         .map_max_entries(maps::BINDINGS, max_bindings)
         .map_pin_path(maps::BINDINGS, bindings_pin.as_path())
         .map_pin_path(maps::COUNTERS, counters_pin.as_path())
