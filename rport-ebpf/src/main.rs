@@ -133,6 +133,64 @@ mod prog {
         xdp_action::XDP_PASS
     }
 
+    /// A bare XDP router, for the ceiling row of `bench gateways` (never attached by
+    /// `rport run`): Ethernet, untagged IPv4 or IPv6, the route and neighbour from
+    /// `bpf_fib_lookup`, the TTL or hop limit decremented, the next hop's MACs, and
+    /// `bpf_redirect` out of the egress interface. No SIP work, no checks of rport's:
+    /// what this path costs when nothing else is done. Anything else (ARP, VLAN tags, a
+    /// TTL expiring, no neighbour yet, no route) is the kernel's (XDP_PASS).
+    #[xdp]
+    pub fn rport_fwd(ctx: XdpContext) -> u32 {
+        use rport_ebpf::pkt::Packet as _;
+        let f = Frame(&ctx);
+        let Some(et) = f.read::<[u8; 2]>(12) else {
+            return xdp_action::XDP_PASS;
+        };
+        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+        let (ipv6, tos_flowinfo, tot_len) = match et {
+            [0x08, 0x00] => {
+                let Some(ip) = f.read::<[u8; 20]>(14) else {
+                    return xdp_action::XDP_PASS;
+                };
+                src[12..].copy_from_slice(&ip[12..16]);
+                dst[12..].copy_from_slice(&ip[16..20]);
+                (false, ip[1] as u32, u16::from_be_bytes([ip[2], ip[3]]))
+            }
+            [0x86, 0xdd] => {
+                let Some(ip) = f.read::<[u8; 40]>(14) else {
+                    return xdp_action::XDP_PASS;
+                };
+                src.copy_from_slice(&ip[8..24]);
+                dst.copy_from_slice(&ip[24..40]);
+                let len = u16::from_be_bytes([ip[4], ip[5]]).saturating_add(40);
+                (true, fib::flowinfo([ip[0], ip[1], ip[2], ip[3]]), len)
+            }
+            _ => return xdp_action::XDP_PASS,
+        };
+        let mut p = fib::FibParams::default();
+        p.set(&fib::Query {
+            ifindex: ctx.ingress_ifindex() as u32,
+            ipv6,
+            src: &src,
+            dst: &dst,
+            sport: 0,
+            dport: 0,
+            tos_flowinfo,
+            tot_len,
+        });
+        // SAFETY: the program's own context.
+        let r = unsafe { fib::lookup(ctx.ctx as *mut core::ffi::c_void, &mut p) };
+        let expires = fib::expires(&f, 14, ipv6).unwrap_or(true);
+        let Ok((ifindex, smac, dmac)) = fib::next_hop(r, false, true, expires) else {
+            return xdp_action::XDP_PASS;
+        };
+        if fib::to_next_hop(&mut Frame(&ctx), 14, ipv6, &smac, &dmac).is_none() {
+            return xdp_action::XDP_PASS;
+        }
+        // SAFETY: plain helper call.
+        unsafe { bpf_redirect(ifindex, 0) as u32 }
+    }
+
     /// Outcomes decided before the scan: their counter sets are few and known to the
     /// compiler, which turns them into direct counts.
     const BEFORE_SCAN: bool = false;
