@@ -12,7 +12,7 @@ use rport_tests::{
     capture::{Capture, udp_checksums, udp_csum_errors},
     ns::{Bpffs, can_run, sh},
     sip::{Kamailio, Server, register_scenario, sipp_client},
-    topo::{GW_OUTSIDE, NAT_PUBLIC, NatTopology, PHONE, Rport},
+    topo::{GW_OUTSIDE, NAT_PUBLIC, NatTopology, PHONE},
     xdp::attach_pass,
 };
 
@@ -167,4 +167,165 @@ fn unresolved_neighbour_falls_back_to_the_kernel_once() {
         (0, 0),
         "UdpInCsumErrors at the NAT, the phone"
     );
+}
+
+/// The program itself under BPF_PROG_TEST_RUN with `--egress bypass` (the loader's
+/// global), on devices of a namespace of its own whose routes and neighbours make each
+/// lookup result: the verdict, the frame out and the counters of each bypass outcome.
+/// (Not rows of the shared fixture table: their bed has no routes, and its other runners,
+/// the host model and `rport replay`, have no lookup to give.)
+#[test]
+fn bypass_outcomes_in_the_kernel() {
+    use rport_common::{Counter, role, tag::KIND_VIA};
+    use rport_tests::{
+        fixtures::{TAG_KEY, tag, tag_keys, tagged_resp},
+        ns::Ns,
+        packets::*,
+        xdp::{Ingress, XDP_PASS, XDP_REDIRECT, XdpHarness, can_load_bpf},
+    };
+    use rport_userspace::datapath::loader::{Egress, Iface, XdpLog, ifindex};
+    if !can_load_bpf("bypass_outcomes_in_the_kernel") {
+        return;
+    }
+    const NEIGH_MAC: [u8; 6] = [2, 0, 0, 0, 0, 0x0b];
+    let ns = Ns::new("rpeg").unwrap();
+    ns.ip(&[
+        "link", "add", "rpout", "type", "veth", "peer", "name", "rpin",
+    ])
+    .unwrap();
+    for (dev, a) in [("rpout", "203.0.113.2/24"), ("rpin", "198.51.100.1/24")] {
+        ns.ip(&["addr", "add", a, "dev", dev]).unwrap();
+        ns.ip(&["link", "set", dev, "up"]).unwrap();
+    }
+    sh(ns.cmd("sysctl").args(["-qw", "net.ipv4.ip_forward=1"])).unwrap();
+    let mac = ns.ip(&["-br", "link", "show", "rpout"]).unwrap();
+    let mac: Vec<u8> = mac
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16).unwrap())
+        .collect();
+    let out_mac: [u8; 6] = mac.try_into().unwrap();
+    let ns_name = ns.name.clone();
+    let neigh = move |on: bool| {
+        let mac = NEIGH_MAC.map(|b| format!("{b:02x}")).join(":");
+        let args: &[&str] = if on {
+            &[
+                "neigh",
+                "replace",
+                "203.0.113.1",
+                "lladdr",
+                &mac,
+                "dev",
+                "rpout",
+                "nud",
+                "permanent",
+            ]
+        } else {
+            // (`flush` leaves a permanent entry.)
+            &["neigh", "del", "203.0.113.1", "dev", "rpout"]
+        };
+        sh(std::process::Command::new("ip")
+            .args(["-n", &ns_name])
+            .args(args))
+        .unwrap();
+    };
+    let good = tag(&TAG_KEY, KIND_VIA, (SERVER_V4, 5060), 10);
+    let resp = tagged_resp(SERVER_V4, &good);
+    let payload = resp[42..].to_vec();
+    // What the next hop must receive: built anew, checksums computed in full.
+    let want = {
+        let b = etherparse::PacketBuilder::ethernet2(out_mac, NEIGH_MAC)
+            .ipv4(SERVER_V4, NAT_V4, 63)
+            .udp(5060, NAT_PORT);
+        let mut v = Vec::new();
+        b.write(&mut v, &payload).unwrap();
+        v
+    };
+    let run = move |h: &XdpHarness, frame: &[u8], inside: u32| {
+        let before = h.counters().unwrap();
+        let r = h
+            .run_on(
+                frame,
+                Ingress {
+                    ifindex: inside,
+                    rx_queue: 0,
+                },
+            )
+            .unwrap();
+        let after = h.counters().unwrap();
+        let moved: Vec<Counter> = Counter::ALL
+            .iter()
+            .copied()
+            .filter(|c| after[*c as usize] != before[*c as usize])
+            .collect();
+        (r.verdict, r.out, moved)
+    };
+    let steered = [
+        Counter::Packets,
+        Counter::SipResponses,
+        Counter::ResponseSteered,
+        Counter::TagSteered,
+    ];
+    let with = |c: Counter| {
+        let mut v = steered.to_vec();
+        v.push(c);
+        v.sort_by_key(|c| *c as u32);
+        v
+    };
+    let expired = {
+        let mut f = resp.clone();
+        f[22] = 1;
+        f[24..26].copy_from_slice(&[0, 0]);
+        let c = rport_ebpf::csum::checksum(&f[14..34], 0);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let (resp_in, expired_in) = (resp.clone(), expired.clone());
+    let outcomes = ns
+        .within(move || {
+            let (outside, inside) = (ifindex("rpout").unwrap(), ifindex("rpin").unwrap());
+            let mut h =
+                XdpHarness::load_full(XdpLog::Off, rport_common::MAX_BINDINGS, Egress::Bypass)
+                    .unwrap();
+            h.set_ifaces(&[
+                Iface {
+                    name: "rpout".into(),
+                    index: outside,
+                    role: role::OUTSIDE,
+                    slot: 0,
+                },
+                Iface {
+                    name: "rpin".into(),
+                    index: inside,
+                    role: role::INSIDE,
+                    slot: 1,
+                },
+            ])
+            .unwrap();
+            h.set_tag_keys(&tag_keys()).unwrap();
+            neigh(true);
+            let resolved = run(&h, &resp_in, inside);
+            let ttl_one = run(&h, &expired_in, inside);
+            neigh(false);
+            let unresolved = run(&h, &resp_in, inside);
+            (resolved, ttl_one, unresolved)
+        })
+        .unwrap();
+    let ((v, out, c), (v1, out1, c1), (v2, out2, c2)) = outcomes;
+    assert_eq!(v, XDP_REDIRECT, "neighbour resolved: redirected");
+    assert_eq!(c, with(Counter::SteerRedirected));
+    assert_eq!(
+        out, want,
+        "steered, TTL 63, the next hop's MACs, checksums in full"
+    );
+    // The other two go the kernel's way, handed to TC as without bypass: unchanged behind
+    // their metadata, the TTL the kernel's to decrement.
+    assert_eq!(v1, XDP_PASS, "TTL 1");
+    assert_eq!(c1, with(Counter::SteerFallbackOther));
+    assert!(out1.ends_with(&expired), "TTL 1: the frame as it came");
+    assert_eq!(v2, XDP_PASS, "no neighbour");
+    assert_eq!(c2, with(Counter::SteerFallbackNoNeigh));
+    assert!(out2.ends_with(&resp), "no neighbour: the frame as it came");
 }
