@@ -139,6 +139,12 @@ counters! {
     ResponseUntagged = "response_untagged", "steering";
     /// Messages the daemon rewrote and gave back to the kernel that generic (skb-mode) XDP saw again on their way in: passed on, never handed to the daemon twice (0 in native mode, where XDP does not run on them).
     Reinjected = "reinjected", "traffic";
+    /// Steered messages sent out by XDP itself (`--egress bypass`: route and neighbour from `bpf_fib_lookup`, TTL decremented, `bpf_redirect` to the egress interface), past the kernel's forwarding.
+    SteerRedirected = "steer_redirected", "steering";
+    /// Steered messages `--egress bypass` handed to the kernel because the next hop had no resolved neighbour entry (the kernel resolves it; the next ones go by redirect).
+    SteerFallbackNoNeigh = "steer_fallback_no_neigh", "steering";
+    /// Steered messages `--egress bypass` handed to the kernel for another reason: no route or one that drops, forwarding off, bigger than the route's MTU, TTL expiring here, a VLAN tag, or an egress interface rport is not attached to.
+    SteerFallbackOther = "steer_fallback_other", "steering";
 }
 
 /// Number of counter slots.

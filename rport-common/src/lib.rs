@@ -70,6 +70,9 @@ pub const PROGRAM_NAME: &str = "rport";
 /// rport's XDP redirects into (the kernel drops a frame redirected into a veth whose peer
 /// has no XDP program). Tests and benches attach it; `rport run` does not.
 pub const PASS_PROGRAM_NAME: &str = "rport_pass";
+/// Name of the object's bare XDP forwarder (`bpf_fib_lookup` + `bpf_redirect`, no SIP work):
+/// the ceiling row of `bench gateways`; `rport run` never attaches it.
+pub const FWD_PROGRAM_NAME: &str = "rport_fwd";
 /// Name of the TC (clsact ingress) program that applies steering decisions.
 pub const TC_PROGRAM_NAME: &str = "rport_steer";
 /// Name of the TC (egress) program that re-injects the daemon's rewritten frames into the

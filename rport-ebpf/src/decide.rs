@@ -199,6 +199,8 @@ pub struct Done {
     pub delivered: bool,
     /// [`Outcome::Steer`]: rewritten in XDP itself, not handed to TC (no metadata room).
     pub in_xdp: bool,
+    /// [`Outcome::Steer`] under `--egress bypass`: redirected out, or why not.
+    pub bypass: crate::fib::Bypass,
 }
 
 /// The counters one frame bumps: a set, bit `c as u32` for each [`Counter`] `c`.
@@ -380,6 +382,12 @@ impl Outcome {
                 c.add_if(done.delivered && by_tag && !request, C::TagSteered);
                 c.add_if(done.delivered && !by_tag, C::BindingSteered);
                 c.add_if(!by_tag, C::ResponseUntagged);
+                match done.bypass {
+                    crate::fib::Bypass::Off => {}
+                    crate::fib::Bypass::Redirected(_) => c.add(C::SteerRedirected),
+                    crate::fib::Bypass::NoNeighbour => c.add(C::SteerFallbackNoNeigh),
+                    crate::fib::Bypass::Fallback => c.add(C::SteerFallbackOther),
+                }
             }
             Outcome::TagInvalid(m) => m.counters(
                 match m.kind {
@@ -1239,6 +1247,7 @@ mod tests {
             stored: true,
             delivered: true,
             in_xdp: false,
+            ..Done::default()
         };
         let none = Done::default();
         let req = msg4();
@@ -1353,6 +1362,7 @@ mod tests {
                     stored: true,
                     delivered: false,
                     in_xdp: false,
+                    ..Done::default()
                 },
                 &[
                     Packets,

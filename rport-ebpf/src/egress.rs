@@ -10,7 +10,7 @@
 use rport_common::egress_status;
 
 use crate::{
-    fib::{Fib, NoHop, Query, flowinfo},
+    fib::{Fib, NoHop, Query, steer_query},
     parse::Headers,
     pkt::Packet,
 };
@@ -26,26 +26,8 @@ pub fn request_query<'a, P: Packet>(
     h: &'a Headers,
     ifindex: u32,
 ) -> Option<Query<'a>> {
-    let (tos_flowinfo, tot_len) = if h.ipv6 {
-        let w = p.read::<[u8; 8]>(l3)?;
-        (
-            flowinfo([w[0], w[1], w[2], w[3]]),
-            u16::from_be_bytes([w[4], w[5]]).saturating_add(40),
-        )
-    } else {
-        let w = p.read::<[u8; 4]>(l3)?;
-        (w[1] as u32, u16::from_be_bytes([w[2], w[3]]))
-    };
-    Some(Query {
-        ifindex,
-        ipv6: h.ipv6,
-        src: &h.src,
-        dst: &h.dst,
-        sport: h.sport,
-        dport: h.dport,
-        tos_flowinfo,
-        tot_len,
-    })
+    // A steered response's query with the request's own destination.
+    steer_query(p, l3, h, ifindex, &h.dst, h.dport)
 }
 
 /// What the daemon is told ([`egress_status`]): forward it itself only when the lookup

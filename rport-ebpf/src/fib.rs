@@ -212,6 +212,80 @@ pub unsafe fn lookup(ctx: *mut core::ffi::c_void, p: &mut FibParams) -> Fib {
     Fib::from_ret(rc, p)
 }
 
+/// What `--egress bypass` made of a steered frame (`decide::Done::bypass`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Bypass {
+    /// Not tried: `--egress kernel`, or not a steered frame.
+    #[default]
+    Off,
+    /// Rewritten in XDP and redirected out of this interface.
+    Redirected(u32),
+    /// The next hop has no neighbour entry yet: handed to the kernel, which resolves it.
+    NoNeighbour,
+    /// Any other reason to go the kernel's way ([`next_hop`]).
+    Fallback,
+}
+
+/// The lookup's [`Query`] for a frame steered to `addr`:`port` (its source and ports as
+/// parsed, its TOS or flow information and its length read from the IP header at `l3`,
+/// so that the route is the one the kernel would pick and the helper checks the MTU).
+/// `None`: the IP header is not in the frame.
+#[inline(always)]
+pub fn steer_query<'a, P: crate::pkt::Packet>(
+    p: &P,
+    l3: usize,
+    h: &'a crate::parse::Headers,
+    ifindex: u32,
+    addr: &'a [u8; 16],
+    port: u16,
+) -> Option<Query<'a>> {
+    let (tos_flowinfo, tot_len) = if h.ipv6 {
+        let w = p.read::<[u8; 8]>(l3)?;
+        (
+            flowinfo([w[0], w[1], w[2], w[3]]),
+            u16::from_be_bytes([w[4], w[5]]).saturating_add(40),
+        )
+    } else {
+        let w = p.read::<[u8; 4]>(l3)?;
+        (w[1] as u32, u16::from_be_bytes([w[2], w[3]]))
+    };
+    Some(Query {
+        ifindex,
+        ipv6: h.ipv6,
+        src: &h.src,
+        dst: addr,
+        sport: h.sport,
+        dport: port,
+        tos_flowinfo,
+        tot_len,
+    })
+}
+
+/// Whether a steered frame may leave by redirect, and to which next hop: only when the
+/// lookup found one, out of an interface rport is attached to (`egress_known`: so never
+/// into a device the operator did not name, a tunnel, a bridge or a VLAN device, where an
+/// XDP redirect may not be transmitted), from an untagged frame (the tags would go out
+/// with it, and the lookup ran on the lower device), whose TTL does not expire here.
+/// Everything else is the kernel's to forward, resolve, fragment or answer.
+#[inline(always)]
+pub fn next_hop(
+    fib: Fib,
+    vlan: bool,
+    egress_known: bool,
+    expires: bool,
+) -> Result<(u32, [u8; 6], [u8; 6]), Bypass> {
+    match fib {
+        Fib::Forward { .. } if vlan || !egress_known || expires => Err(Bypass::Fallback),
+        Fib::Forward {
+            ifindex,
+            smac,
+            dmac,
+        } => Ok((ifindex, smac, dmac)),
+        Fib::Pass(NoHop::NoNeighbour) => Err(Bypass::NoNeighbour),
+        Fib::Pass(_) => Err(Bypass::Fallback),
+    }
+}
+
 /// What a TTL / hop-limit decrement found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hops {
@@ -254,8 +328,15 @@ pub fn decrement_hop_limit(ip: &mut [u8; 8]) -> Hops {
 /// frame goes to the kernel, which answers with Time Exceeded. `None`: not in the frame.
 #[inline(always)]
 pub fn expires<P: crate::pkt::Packet>(p: &P, l3: usize, ipv6: bool) -> Option<bool> {
-    let at = if ipv6 { l3 + 7 } else { l3 + 8 };
-    Some(p.read::<[u8; 1]>(at)?[0] <= 1)
+    // Two bytes read, not one: the verifier learns no packet range from the 1-byte bounds
+    // check the compiler makes of `p + 1 > end` (`p >= end`). IPv6: next header, hop
+    // limit; IPv4: TTL, protocol.
+    let hops = if ipv6 {
+        p.read::<[u8; 2]>(l3 + 6)?[1]
+    } else {
+        p.read::<[u8; 2]>(l3 + 8)?[0]
+    };
+    Some(hops <= 1)
 }
 
 /// Readies the frame for the next hop: the TTL or hop limit decremented (with the IPv4
@@ -331,6 +412,71 @@ mod tests {
         for (rc, want) in cases {
             assert_eq!(Fib::from_ret(rc, &p), Fib::Pass(want), "rc {rc}");
         }
+    }
+
+    #[test]
+    fn next_hop_only_for_a_forward_out_of_an_rport_interface() {
+        let fwd = Fib::Forward {
+            ifindex: 4,
+            smac: [1; 6],
+            dmac: [2; 6],
+        };
+        assert_eq!(next_hop(fwd, false, true, false), Ok((4, [1; 6], [2; 6])));
+        for (vlan, known, expires) in [
+            (true, true, false),
+            (false, false, false),
+            (false, true, true),
+        ] {
+            assert_eq!(
+                next_hop(fwd, vlan, known, expires),
+                Err(Bypass::Fallback),
+                "vlan {vlan} known {known} expires {expires}"
+            );
+        }
+        assert_eq!(
+            next_hop(Fib::Pass(NoHop::NoNeighbour), false, true, false),
+            Err(Bypass::NoNeighbour)
+        );
+        for r in [
+            NoHop::FragNeeded { mtu: 1280 },
+            NoHop::NotForwarded,
+            NoHop::ForwardingDisabled,
+            NoHop::Other(-22),
+        ] {
+            assert_eq!(
+                next_hop(Fib::Pass(r), false, true, false),
+                Err(Bypass::Fallback)
+            );
+        }
+    }
+
+    #[test]
+    fn steer_query_routes_by_the_new_destination_and_the_frame_s_length() {
+        use crate::model::frames::*;
+        let mut f = udp4(SERVER_V4, 5060, PHONE_V4, 5060, b"SIP/2.0 200 OK\r\n");
+        f[15] = 0x88; // TOS
+        let p: &[u8] = &f;
+        let mut h = crate::parse::Headers::default();
+        crate::parse::parse(&p, &mut h).unwrap();
+        let nat = v4m(NAT_V4);
+        let q = steer_query(&p, 14, &h, 9, &nat, NAT_PORT).unwrap();
+        assert_eq!(
+            (q.ifindex, q.ipv6, q.sport, q.dport),
+            (9, false, 5060, NAT_PORT)
+        );
+        assert_eq!((q.src, q.dst), (&v4m(SERVER_V4), &nat));
+        assert_eq!(q.tos_flowinfo, 0x88);
+        assert_eq!(q.tot_len as usize, p.len() - 14);
+        let g = udp6(SERVER_V6, 5060, CLIENT_V6, 5060, b"SIP/2.0 200 OK\r\n");
+        let p: &[u8] = &g;
+        crate::parse::parse(&p, &mut h).unwrap();
+        let q = steer_query(&p, 14, &h, 9, &NAT_V6, NAT_PORT).unwrap();
+        assert!(q.ipv6);
+        assert_eq!(q.tot_len as usize, p.len() - 14);
+        assert_eq!(
+            steer_query(&&g[..20], 14, &h, 9, &NAT_V6, 1).map(|q| q.tot_len),
+            None
+        );
     }
 
     #[test]

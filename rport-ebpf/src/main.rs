@@ -34,6 +34,7 @@ mod prog {
     use rport_ebpf::{
         csum,
         decide::{self, Counters, Done, Ingress, Lookups, Outcome, Then},
+        fib::{self, Bypass, Fib},
         parse::{self, Headers},
         scan::Scan,
     };
@@ -76,11 +77,6 @@ mod prog {
     /// The TC program's parsed headers (not on its stack, as the XDP program's).
     #[map(name = "REINJECT_SCRATCH")]
     static REINJECT_SCRATCH: PerCpuArray<Headers> = PerCpuArray::with_max_entries(1, 0);
-    /// `bpf_fib_lookup`'s parameters for a request handed to the daemon under `--egress
-    /// bypass` ([`egress_meta`]): 64 bytes, here rather than on the stack.
-    #[map(name = "EGRESS_FIB")]
-    static EGRESS_FIB: PerCpuArray<rport_ebpf::fib::FibParams> =
-        PerCpuArray::with_max_entries(1, 0);
 
     #[xdp]
     pub fn rport(ctx: XdpContext) -> u32 {
@@ -137,6 +133,64 @@ mod prog {
         xdp_action::XDP_PASS
     }
 
+    /// A bare XDP router, for the ceiling row of `bench gateways` (never attached by
+    /// `rport run`): Ethernet, untagged IPv4 or IPv6, the route and neighbour from
+    /// `bpf_fib_lookup`, the TTL or hop limit decremented, the next hop's MACs, and
+    /// `bpf_redirect` out of the egress interface. No SIP work, no checks of rport's:
+    /// what this path costs when nothing else is done. Anything else (ARP, VLAN tags, a
+    /// TTL expiring, no neighbour yet, no route) is the kernel's (XDP_PASS).
+    #[xdp]
+    pub fn rport_fwd(ctx: XdpContext) -> u32 {
+        use rport_ebpf::pkt::Packet as _;
+        let f = Frame(&ctx);
+        let Some(et) = f.read::<[u8; 2]>(12) else {
+            return xdp_action::XDP_PASS;
+        };
+        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+        let (ipv6, tos_flowinfo, tot_len) = match et {
+            [0x08, 0x00] => {
+                let Some(ip) = f.read::<[u8; 20]>(14) else {
+                    return xdp_action::XDP_PASS;
+                };
+                src[12..].copy_from_slice(&ip[12..16]);
+                dst[12..].copy_from_slice(&ip[16..20]);
+                (false, ip[1] as u32, u16::from_be_bytes([ip[2], ip[3]]))
+            }
+            [0x86, 0xdd] => {
+                let Some(ip) = f.read::<[u8; 40]>(14) else {
+                    return xdp_action::XDP_PASS;
+                };
+                src.copy_from_slice(&ip[8..24]);
+                dst.copy_from_slice(&ip[24..40]);
+                let len = u16::from_be_bytes([ip[4], ip[5]]).saturating_add(40);
+                (true, fib::flowinfo([ip[0], ip[1], ip[2], ip[3]]), len)
+            }
+            _ => return xdp_action::XDP_PASS,
+        };
+        let mut p = fib::FibParams::default();
+        p.set(&fib::Query {
+            ifindex: ctx.ingress_ifindex() as u32,
+            ipv6,
+            src: &src,
+            dst: &dst,
+            sport: 0,
+            dport: 0,
+            tos_flowinfo,
+            tot_len,
+        });
+        // SAFETY: the program's own context.
+        let r = unsafe { fib::lookup(ctx.ctx as *mut core::ffi::c_void, &mut p) };
+        let expires = fib::expires(&f, 14, ipv6).unwrap_or(true);
+        let Ok((ifindex, smac, dmac)) = fib::next_hop(r, false, true, expires) else {
+            return xdp_action::XDP_PASS;
+        };
+        if fib::to_next_hop(&mut Frame(&ctx), 14, ipv6, &smac, &dmac).is_none() {
+            return xdp_action::XDP_PASS;
+        }
+        // SAFETY: plain helper call.
+        unsafe { bpf_redirect(ifindex, 0) as u32 }
+    }
+
     /// Outcomes decided before the scan: their counter sets are few and known to the
     /// compiler, which turns them into direct counts.
     const BEFORE_SCAN: bool = false;
@@ -174,19 +228,39 @@ mod prog {
                 to_daemon(then, &mut done)
             }
             Outcome::Steer { addr, port, .. } => {
-                if hand_to_tc(ctx, h, &addr, port) {
+                // `--egress bypass`: a next hop to redirect to, or why not.
+                let forward = egress_bypass() && {
+                    let r = steer_lookup(ctx.ctx, wp, &addr, port);
+                    done.bypass = if r == bypass::NO_NEIGHBOUR {
+                        Bypass::NoNeighbour
+                    } else {
+                        Bypass::Fallback
+                    };
+                    r == bypass::FORWARD
+                };
+                if !forward && hand_to_tc(ctx, h, &addr, port) {
                     done.delivered = true;
                 } else {
-                    // No metadata room (driver): steer here, as a complete checksum.
+                    // No metadata room (driver), or out by redirect: steer here, as a
+                    // complete checksum.
                     let mut f = Frame(ctx);
                     done.delivered =
                         csum::steer(&mut f, at(h.l3), at(h.l4), h.ipv6, &addr, port).is_some();
                     done.in_xdp = done.delivered;
                 }
+                let mut verdict = xdp_action::XDP_PASS;
+                if forward && done.delivered && to_next_hop(ctx.ctx, wp) {
+                    // SAFETY: this CPU's slot; the lookup left the egress there.
+                    let ifindex = unsafe { (*wp).fib.ifindex };
+                    done.bypass = Bypass::Redirected(ifindex);
+                    done.in_xdp = false;
+                    // SAFETY: plain helper call.
+                    verdict = unsafe { bpf_redirect(ifindex, 0) } as u32;
+                }
                 if done.delivered {
                     debug!(ctx, "steered to {:i}:{}", addr, port);
                 }
-                xdp_action::XDP_PASS
+                verdict
             }
             Outcome::MalformedVia(_) => {
                 log_malformed(ctx, h);
@@ -228,6 +302,63 @@ mod prog {
             count_known(cs.bits());
         }
         verdict
+    }
+
+    /// What [`steer_lookup`] found.
+    mod bypass {
+        /// A next hop to redirect to (in `Work::fib`).
+        pub const FORWARD: u32 = 0;
+        /// The next hop's neighbour is not resolved.
+        pub const NO_NEIGHBOUR: u32 = 1;
+        /// Another reason to leave it to the kernel (`fib::next_hop`).
+        pub const FALLBACK: u32 = 2;
+    }
+
+    /// `--egress bypass` for a steered frame: the route and neighbour for its new
+    /// destination (`bpf_fib_lookup` from the ingress interface, the parameters and the
+    /// answer in `Work::fib`), and whether they allow a redirect ([`fib::next_hop`]).
+    /// Nothing written to the frame: `apply` then steers it (the same rewrite as without
+    /// metadata room) and [`to_next_hop`] readies it for the redirect.
+    ///
+    /// In a frame of its own (a BPF-to-BPF call), as is [`to_next_hop`]: the stack of
+    /// `apply`'s caller leaves about 100 bytes for a callee.
+    #[inline(never)]
+    fn steer_lookup(xdp: *mut xdp_md, wp: *mut verifier::Work, addr: &[u8; 16], port: u16) -> u32 {
+        let ctx = XdpContext::new(xdp);
+        // SAFETY: this CPU's scratch slot; nothing else borrows it now.
+        let w = unsafe { &mut *wp };
+        let l3 = at(w.h.l3);
+        let ifindex = ctx.ingress_ifindex() as u32;
+        let Some(q) = fib::steer_query(&Frame(&ctx), l3, &w.h, ifindex, addr, port) else {
+            return bypass::FALLBACK;
+        };
+        w.fib.set(&q);
+        // SAFETY: the program's own context.
+        let r = unsafe { fib::lookup(xdp as *mut core::ffi::c_void, &mut w.fib) };
+        let known = match r {
+            // SAFETY: only tested for presence.
+            Fib::Forward { ifindex, .. } => unsafe { IFACES.get(&ifindex) }.is_some(),
+            Fib::Pass(_) => false,
+        };
+        let expires = fib::expires(&Frame(&ctx), l3, w.h.ipv6).unwrap_or(true);
+        let vlan = w.h.vlan != 0 || w.h.vlan_inner != 0;
+        match fib::next_hop(r, vlan, known, expires) {
+            Ok(_) => bypass::FORWARD,
+            Err(Bypass::NoNeighbour) => bypass::NO_NEIGHBOUR,
+            Err(_) => bypass::FALLBACK,
+        }
+    }
+
+    /// The TTL decrement and the next hop's MACs (from `Work::fib`, after
+    /// [`steer_lookup`] found it) on the steered frame. False: not in the frame (never:
+    /// the lookup checked the TTL and the parser the headers).
+    #[inline(never)]
+    fn to_next_hop(xdp: *mut xdp_md, wp: *mut verifier::Work) -> bool {
+        let ctx = XdpContext::new(xdp);
+        // SAFETY: this CPU's scratch slot; nothing else borrows it now.
+        let w = unsafe { &*wp };
+        let mut f = Frame(&ctx);
+        fib::to_next_hop(&mut f, at(w.h.l3), w.h.ipv6, &w.fib.smac, &w.fib.dmac).is_some()
     }
 
     /// The redirect of a message the daemon rewrites. XDP_PASS in the flags: with no
@@ -323,10 +454,10 @@ mod prog {
             )*};
         }
         slots!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28
-            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50);
+            29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47 48 49 50 51 52 53);
     }
     const _: () = assert!(
-        counters::COUNT == 51,
+        counters::COUNT == 54,
         "count_known: one test per counter slot"
     );
 
@@ -377,10 +508,7 @@ mod prog {
     #[inline(always)]
     fn egress_meta(ctx: &XdpContext, wp: *mut verifier::Work) {
         const LEN: usize = core::mem::size_of::<EgressMeta>();
-        let Some(fp) = EGRESS_FIB.get_ptr_mut(0) else {
-            return;
-        };
-        let status = request_route(ctx.ctx, wp, fp);
+        let status = request_route(ctx.ctx, wp);
         // SAFETY: helper on this program's own context.
         if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(LEN as i32)) } != 0 {
             return;
@@ -389,8 +517,8 @@ mod prog {
         if meta + LEN > data {
             return;
         }
-        // SAFETY: this CPU's slot, filled by `request_route` just now.
-        let p = unsafe { &*fp };
+        // SAFETY: this CPU's slot, its lookup filled by `request_route` just now.
+        let p = unsafe { &(*wp).fib };
         let m = EgressMeta {
             magic: EgressMeta::MAGIC,
             ifindex: p.ifindex,
@@ -404,28 +532,23 @@ mod prog {
     }
 
     /// The lookup for [`egress_meta`]: `bpf_fib_lookup` from the ingress interface for
-    /// the request as it arrived (`rport_ebpf::egress`), its result left in `fp`, its
-    /// status returned. Its own frame (a BPF-to-BPF call), so that the lookup's paths stay
-    /// out of `apply`'s.
+    /// the request as it arrived (`rport_ebpf::egress`), the parameters and the answer in
+    /// `Work::fib` (a request is never steered: the slot is free), its status returned.
+    /// Its own frame (a BPF-to-BPF call), so that the lookup's paths stay out of `apply`'s.
     #[inline(never)]
-    fn request_route(
-        xdp: *mut xdp_md,
-        wp: *mut verifier::Work,
-        fp: *mut rport_ebpf::fib::FibParams,
-    ) -> u16 {
+    fn request_route(xdp: *mut xdp_md, wp: *mut verifier::Work) -> u16 {
         let ctx = XdpContext::new(xdp);
-        // SAFETY: this CPU's scratch slot and lookup slot; nothing else borrows them now.
-        let (w, p) = unsafe { (&*wp, &mut *fp) };
+        // SAFETY: this CPU's scratch slot; nothing else borrows it now. Two fields apart.
+        let (h, p) = unsafe { (&(*wp).h, &mut (*wp).fib) };
         let ifindex = ctx.ingress_ifindex() as u32;
-        let Some(q) = rport_ebpf::egress::request_query(&Frame(&ctx), at(w.h.l3), &w.h, ifindex)
-        else {
-            *p = rport_ebpf::fib::FibParams::default();
+        let Some(q) = rport_ebpf::egress::request_query(&Frame(&ctx), at(h.l3), h, ifindex) else {
+            *p = fib::FibParams::default();
             return rport_common::egress_status::OTHER;
         };
         p.set(&q);
         // SAFETY: the program's own context.
-        let r = unsafe { rport_ebpf::fib::lookup(xdp as *mut core::ffi::c_void, p) };
-        rport_ebpf::egress::status(r, &w.h)
+        let r = unsafe { fib::lookup(xdp as *mut core::ffi::c_void, p) };
+        rport_ebpf::egress::status(r, h)
     }
 
     /// Applies the XDP program's steering decision (TC ingress of the same interfaces).
@@ -721,6 +844,8 @@ mod prog {
             counters: u64,
             /// The response's tag, decoded by `check_tag` (here, not on the stack).
             pub tag: rport_common::tag::Tag,
+            /// `bpf_fib_lookup`'s parameters (`--egress bypass`; here, not on the stack).
+            pub fib: rport_ebpf::fib::FibParams,
         }
 
         #[map(name = "SCRATCH")]

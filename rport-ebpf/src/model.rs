@@ -16,6 +16,7 @@ use rport_common::{Binding, Counter, IfaceConf, SIP_PORT};
 use crate::{
     csum,
     decide::{self, Counters, Done, Ingress, Lookups, Outcome, Then, XDP_PASS, XDP_REDIRECT},
+    fib,
     parse::{self, Headers},
     scan::Scan,
 };
@@ -39,6 +40,10 @@ pub struct HostMaps {
     pub tag_keys: rport_common::tag::TagKeys,
     /// `bpf_ktime_get_tai_ns` in seconds.
     pub tai_now_s: u64,
+    /// The `RPORT_EGRESS_BYPASS` global (`--egress bypass`).
+    pub egress_bypass: bool,
+    /// What `bpf_fib_lookup` answers, whatever the query (the host has no routing table).
+    pub fib: fib::Fib,
 }
 
 impl Default for HostMaps {
@@ -52,6 +57,8 @@ impl Default for HostMaps {
             ifaces: HashMap::new(),
             tag_keys: rport_common::tag::TagKeys::default(),
             tai_now_s: 0,
+            egress_bypass: false,
+            fib: fib::Fib::Pass(fib::NoHop::NotForwarded),
         }
     }
 }
@@ -181,21 +188,33 @@ fn apply(mut frame: &mut [u8], h: &Headers, out: Outcome, maps: &mut HostMaps) -
             to_daemon(then, maps, &mut done)
         }
         Outcome::ResponseContact { then, .. } => to_daemon(then, maps, &mut done),
-        Outcome::Steer { addr, port, .. } => {
-            done.delivered = csum::steer(
-                &mut frame,
-                h.l3 as usize,
-                h.l4 as usize,
-                h.ipv6,
-                &addr,
-                port,
-            )
-            .is_some();
-            // The host has no TC program to hand the decision to: the model is the
-            // program on a driver without XDP metadata, which steers in XDP itself.
-            done.in_xdp = done.delivered;
-            XDP_PASS
+        Outcome::Steer { addr, port, .. } if maps.egress_bypass => {
+            // `steer_lookup()` of main.rs, with the lookup's answer from the maps; then the
+            // steer in XDP and, for a next hop, `to_next_hop()` and the redirect.
+            let l3 = h.l3 as usize;
+            let vlan = h.vlan != 0 || h.vlan_inner != 0;
+            let known = matches!(maps.fib, fib::Fib::Forward { ifindex, .. }
+                if maps.ifaces.contains_key(&ifindex));
+            let expires = fib::expires(&frame, l3, h.ipv6).unwrap_or(true);
+            let hop = fib::next_hop(maps.fib, vlan, known, expires);
+            done.bypass = match hop {
+                Err(fib::Bypass::NoNeighbour) => fib::Bypass::NoNeighbour,
+                _ => fib::Bypass::Fallback,
+            };
+            let verdict = steer_in_xdp(&mut *frame, h, &addr, port, &mut done);
+            match hop {
+                Ok((ifindex, smac, dmac))
+                    if done.delivered
+                        && fib::to_next_hop(&mut frame, l3, h.ipv6, &smac, &dmac).is_some() =>
+                {
+                    done.bypass = fib::Bypass::Redirected(ifindex);
+                    done.in_xdp = false;
+                    XDP_REDIRECT
+                }
+                _ => verdict,
+            }
         }
+        Outcome::Steer { addr, port, .. } => steer_in_xdp(frame, h, &addr, port, &mut done),
         _ => XDP_PASS,
     };
     Run {
@@ -203,6 +222,22 @@ fn apply(mut frame: &mut [u8], h: &Headers, out: Outcome, maps: &mut HostMaps) -
         counters: out.counters(done),
         outcome: out,
     }
+}
+
+/// The steer of main.rs's `apply()` without metadata room: in XDP, passed.
+fn steer_in_xdp(
+    mut frame: &mut [u8],
+    h: &Headers,
+    addr: &[u8; 16],
+    port: u16,
+    done: &mut Done,
+) -> u32 {
+    done.delivered =
+        csum::steer(&mut frame, h.l3 as usize, h.l4 as usize, h.ipv6, addr, port).is_some();
+    // The host has no TC program to hand the decision to: the model is the program on a
+    // driver without XDP metadata, which steers in XDP itself.
+    done.in_xdp = done.delivered;
+    XDP_PASS
 }
 
 /// `to_daemon()` of main.rs: redirected when a socket is bound, else passed.
@@ -516,6 +551,91 @@ mod tests {
             0,
         );
         String::from_utf8(tag::encode(&t).as_bytes().to_vec()).unwrap()
+    }
+
+    /// `--egress bypass`: a tagged response with a next hop out of an rport interface is
+    /// steered, readied for the next hop and redirected; without one (no neighbour, an
+    /// interface rport is not on, no route, a TTL that expires here) it is steered in
+    /// XDP and passed, as without bypass, and counted.
+    #[test]
+    fn bypass_outcomes() {
+        const K: [u8; 16] = [7; 16];
+        const OUT: u32 = 5;
+        let (smac, dmac) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
+        let fwd = |ifindex| fib::Fib::Forward {
+            ifindex,
+            smac,
+            dmac,
+        };
+        let via = format!(
+            "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-9;rport=32415;received=203.0.113.1;rptag={}",
+            tag_for(K, SERVER_V4, 1_000_000 - 10)
+        );
+        let go = |fib: fib::Fib, ttl: u8| {
+            let mut m = keyed(K);
+            m.egress_bypass = true;
+            m.fib = fib;
+            m.ifaces.insert(
+                OUT,
+                IfaceConf {
+                    slot: 0,
+                    role: role::OUTSIDE,
+                },
+            );
+            let mut f = udp4(SERVER_V4, 5060, PHONE_V4, 5060, &ok_response(&via));
+            f[14 + 8] = ttl;
+            f[24..26].copy_from_slice(&[0, 0]);
+            let hc = crate::csum::checksum(&f[14..34], 0);
+            f[24..26].copy_from_slice(&hc.to_be_bytes());
+            let (v, c) = run(&mut f, role::INSIDE, 0, &mut m, 2);
+            (v, c, f)
+        };
+        let steered = [Packets, SipResponses, ResponseSteered, TagSteered];
+        let (v, c, f) = go(fwd(OUT), 64);
+        assert_eq!(v, XDP_REDIRECT);
+        assert_eq!(c, [&steered[..], &[SteerRedirected]].concat());
+        assert_eq!(
+            (f[..6].to_vec(), f[6..12].to_vec()),
+            (dmac.to_vec(), smac.to_vec())
+        );
+        assert_eq!(f[14 + 8], 63, "TTL decremented");
+        assert_eq!(f[30..34], NAT_V4);
+        assert_eq!(f[36..38], NAT_PORT.to_be_bytes());
+        assert!(checksums_valid(&f), "IPv4 header and UDP checksums");
+
+        let in_xdp = [
+            Packets,
+            SipResponses,
+            ResponseSteered,
+            SteerInXdp,
+            TagSteered,
+        ];
+        for (fib, ttl, why) in [
+            (
+                fib::Fib::Pass(fib::NoHop::NoNeighbour),
+                64,
+                SteerFallbackNoNeigh,
+            ),
+            (fwd(OUT + 1), 64, SteerFallbackOther),
+            (
+                fib::Fib::Pass(fib::NoHop::NotForwarded),
+                64,
+                SteerFallbackOther,
+            ),
+            (
+                fib::Fib::Pass(fib::NoHop::FragNeeded { mtu: 100 }),
+                64,
+                SteerFallbackOther,
+            ),
+            (fwd(OUT), 1, SteerFallbackOther),
+        ] {
+            let (v, c, f) = go(fib, ttl);
+            assert_eq!(v, XDP_PASS, "{fib:?} ttl {ttl}");
+            assert_eq!(c, [&in_xdp[..], &[why]].concat(), "{fib:?} ttl {ttl}");
+            assert_eq!(f[14 + 8], ttl, "the kernel decrements it");
+            assert_eq!(f[30..34], NAT_V4);
+            assert!(checksums_valid(&f));
+        }
     }
 
     #[test]

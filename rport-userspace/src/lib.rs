@@ -67,6 +67,7 @@ pub mod observe {
     //! reference of its fields, docs/STATS.md ([`reference`]).
     pub mod control;
     pub mod dstats;
+    pub mod fwdrules;
     pub mod hostcheck;
     pub mod logging;
     pub mod metrics;

@@ -932,7 +932,7 @@ pub fn table() -> Vec<Fixture> {
 }
 
 /// The fixture tables' tag key (id 1), and a key some other gateway has (the same id).
-const TAG_KEY: [u8; 16] = [0x5a; 16];
+pub const TAG_KEY: [u8; 16] = [0x5a; 16];
 const OTHER_KEY: [u8; 16] = [0xa5; 16];
 
 /// `TAG_KEYS` with [`TAG_KEY`] current (id 1) and the default age limits.
@@ -956,7 +956,7 @@ pub fn tag_keys() -> TagKeys {
 /// The `rptag` value rport's daemon would put in a request to `server` from the NAT
 /// mapping, under `key` (id 1), of `kind`, made `age_s` seconds before now (TAI, the
 /// clock both the kernel and the host runner check against).
-fn tag(key: &[u8; 16], kind: u8, server: ([u8; 4], u16), age_s: u64) -> String {
+pub fn tag(key: &[u8; 16], kind: u8, server: ([u8; 4], u16), age_s: u64) -> String {
     use rport_common::tag::{self, Tag};
     let made = rport_userspace::datapath::keys::tai_now_s() - age_s;
     let t = Tag::new(1, kind, v4m(NAT_V4), NAT_PORT, made).sign(key, &v4m(server.0), server.1, 0);
@@ -966,7 +966,7 @@ fn tag(key: &[u8; 16], kind: u8, server: ([u8; 4], u16), age_s: u64) -> String {
 /// A legacy server's 200 OK toward the phone's private sent-by, whose top Via carries
 /// `rptag`: steered by the tag alone when it is good (no row here leaves a binding, so
 /// without the tag check every one of them would count `response_no_binding`).
-fn tagged_resp(from: [u8; 4], rptag: &str) -> Vec<u8> {
+pub fn tagged_resp(from: [u8; 4], rptag: &str) -> Vec<u8> {
     let via = format!(
         "Via: SIP/2.0/UDP 192.168.1.50:5060;branch=z9hG4bK-t;received=203.0.113.1;rport=32415;rptag={rptag}"
     );

@@ -125,3 +125,38 @@ impl Datapath for Bed {
         self.h.bindings()
     }
 }
+
+/// The object's trivial `rport_pass` program (XDP_PASS), attached to an interface for as
+/// long as this lives (the link goes with the loaded object).
+///
+/// Why: a frame XDP redirects into a veth (`rport run --egress bypass`, the ceiling row of
+/// `bench gateways`) is transmitted only when the veth's peer runs an XDP program; without
+/// one the kernel drops it. Real NICs need nothing.
+pub struct PassProg {
+    _ebpf: aya::Ebpf,
+}
+
+/// Attaches `rport_pass` to `iface` in `ns` (the peer of the veth XDP redirects into).
+pub fn attach_pass(ns: &Ns, iface: &str) -> Result<PassProg> {
+    attach_prog(ns, iface, rport_common::PASS_PROGRAM_NAME)
+}
+
+/// Loads the object's XDP program `name` (its maps at their smallest where that is
+/// allowed) and attaches it to `iface` in `ns`, in the kernel's default mode.
+pub fn attach_prog(ns: &Ns, iface: &str, name: &'static str) -> Result<PassProg> {
+    let iface = iface.to_string();
+    ns.within(move || -> Result<PassProg> {
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_max_entries(rport_common::maps::BINDINGS, 1)
+            .load(rport_userspace::XDP_OBJECT)
+            .context("loading the XDP object")?;
+        let prog: &mut aya::programs::Xdp = ebpf
+            .program_mut(name)
+            .with_context(|| format!("no program {name}"))?
+            .try_into()?;
+        prog.load().with_context(|| format!("loading {name}"))?;
+        prog.attach(&iface, aya::programs::XdpMode::Default)
+            .with_context(|| format!("attaching {name} to {iface}"))?;
+        Ok(PassProg { _ebpf: ebpf })
+    })?
+}

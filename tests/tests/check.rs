@@ -268,3 +268,76 @@ fn the_test_topology_is_green() {
     assert!(iface(&j, GW_INSIDE)["xdp_attached"].is_null());
     assert!(!t.gw.ip(&["-o", "link"]).unwrap().contains("xdp"));
 }
+
+/// The `forward_rules` line: a gateway with a forward filter and a masquerade lists both;
+/// green with the default egress (the kernel applies them to rport's output), yellow when
+/// asked about `--egress bypass` (which skips them); an empty ruleset skips nothing.
+#[test]
+fn forward_rules_that_bypass_would_skip() {
+    if !can_run("forward_rules_that_bypass_would_skip", &["ip", "nft"]) {
+        return;
+    }
+    let ns = Ns::new("rpckf").unwrap();
+    let rules = "table inet filter { chain forward { type filter hook forward priority 0; policy drop; udp dport 5060 accept; ct state established accept; }; }\n\
+                 table ip nat { chain postrouting { type nat hook postrouting priority 100; masquerade; }; }\n\
+                 table inet local { chain input { type filter hook input priority 0; tcp dport 22 accept; }; }\n";
+    let mut c = ns.cmd("nft");
+    c.args(["-f", "-"]).stdin(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(rules.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let line = |args: &str| -> (Value, Value) {
+        let o = check(&ns, &format!("{args} --json"));
+        let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+        (verdict(&j, "forward_rules", None).clone(), j)
+    };
+    let (l, j) = line("");
+    assert_eq!(l["status"], "ok", "{l}");
+    let m = l["message"].as_str().unwrap();
+    assert!(
+        m.contains("inet filter forward (policy drop, 2 rules)")
+            && m.contains("ip nat postrouting (policy accept, 1 rule)")
+            && !m.contains("input"),
+        "{m}"
+    );
+    let chains = &j["host"]["forward_rules"]["nft"]["chains"];
+    assert_eq!(chains.as_array().unwrap().len(), 2, "{chains}");
+    assert_eq!(j["host"]["egress_bypass"], false);
+
+    let (l, j) = line("--egress bypass");
+    assert_eq!(l["status"], "warn", "{l}");
+    assert!(
+        l["message"]
+            .as_str()
+            .unwrap()
+            .contains("--egress bypass skips"),
+        "{l}"
+    );
+    assert!(
+        l["fix"].as_str().unwrap().contains("--egress kernel"),
+        "{l}"
+    );
+    assert_eq!(j["host"]["egress_bypass"], true);
+    // Text output: the same line, yellow.
+    let o = check(&ns, "--egress bypass");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.lines()
+            .any(|x| x.starts_with("warn --egress bypass skips the gateway's rules")),
+        "{text}"
+    );
+
+    sh(ns.cmd("nft").args(["flush", "ruleset"])).unwrap();
+    let (l, _) = line("--egress bypass");
+    assert_eq!(l["status"], "ok", "{l}");
+    assert!(
+        l["message"].as_str().unwrap().contains("would skip none"),
+        "{l}"
+    );
+}

@@ -18,6 +18,10 @@ pub struct CheckArgs {
     /// Interfaces toward the SIP servers.
     #[arg(long, value_name = "IF", num_args = 1..)]
     pub inside: Vec<String>,
+    /// The egress `rport run` would get: with `bypass`, the gateway's rules on the
+    /// forwarding path (which bypass skips) are a yellow line.
+    #[arg(long, value_enum, default_value_t = crate::datapath::loader::Egress::Kernel)]
+    pub egress: crate::datapath::loader::Egress,
     /// Machine-readable output (the facts and the verdicts; see docs/OPERATIONS.md).
     #[arg(long)]
     pub json: bool,
@@ -48,7 +52,11 @@ pub fn render(r: &Report, colour: bool) -> String {
 
 /// `rport check`: exits non-zero when a line is red (rport cannot run like this).
 pub fn check(args: CheckArgs) -> Result<()> {
-    let r = crate::datapath::probe::report(&args.outside, &args.inside);
+    let r = crate::datapath::probe::report(
+        &args.outside,
+        &args.inside,
+        args.egress == crate::datapath::loader::Egress::Bypass,
+    );
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&r)?);
     } else {

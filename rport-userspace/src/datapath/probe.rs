@@ -28,7 +28,7 @@ fn sysctl_u32(path: &str) -> Option<u32> {
 }
 
 /// Everything `rport check` looks at: the host, then each interface in order.
-pub fn report(outside: &[String], inside: &[String]) -> Report {
+pub fn report(outside: &[String], inside: &[String], egress_bypass: bool) -> Report {
     let mut ebpf = None;
     let program = match load_program() {
         Ok(e) => {
@@ -37,7 +37,8 @@ pub fn report(outside: &[String], inside: &[String]) -> Report {
         }
         Err(e) => Probe::Failed(format!("{e:#}")),
     };
-    let host = host(program);
+    let mut host = host(program);
+    host.egress_bypass = egress_bypass;
     let mut prog: Option<&mut Xdp> = ebpf
         .as_mut()
         .and_then(|e| e.program_mut(PROGRAM_NAME))
@@ -115,6 +116,8 @@ fn host(program: Probe) -> Host {
         ip_forward: sysctl_u32("/proc/sys/net/ipv4/ip_forward").map(|v| v != 0),
         ipv6_forwarding: sysctl_u32("/proc/sys/net/ipv6/conf/all/forwarding").map(|v| v != 0),
         sip_alg,
+        forward_rules: crate::observe::fwdrules::ForwardRules::read(),
+        egress_bypass: false,
     }
 }
 

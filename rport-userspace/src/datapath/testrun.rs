@@ -113,10 +113,22 @@ impl XdpHarness {
     /// Loads the program with the given aya-log level and a BINDINGS map of
     /// `max_bindings` entries (`rport run --max-bindings`).
     pub fn load_sized(log: crate::datapath::loader::XdpLog, max_bindings: u32) -> Result<Self> {
+        Self::load_full(log, max_bindings, loader::Egress::Kernel)
+    }
+
+    /// Loads the program as `rport run --egress EGRESS` does (the `RPORT_EGRESS_BYPASS`
+    /// global), with the given aya-log level and BINDINGS size.
+    pub fn load_full(
+        log: crate::datapath::loader::XdpLog,
+        max_bindings: u32,
+        egress: loader::Egress,
+    ) -> Result<Self> {
         let level = log.level();
+        let bypass = egress.global();
         let max_bindings = loader::check_max_bindings(max_bindings)?;
         let mut ebpf = aya::EbpfLoader::new()
             .override_global(aya_log::LEVEL, &level, false)
+            .override_global(rport_common::EGRESS_BYPASS_GLOBAL, &bypass, true)
             .map_max_entries(maps::BINDINGS, max_bindings)
             .load(crate::XDP_OBJECT)
             .context("loading the XDP object")?;

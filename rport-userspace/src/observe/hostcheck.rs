@@ -73,6 +73,10 @@ pub struct Host {
     /// net.ipv6.conf.all.forwarding.
     pub ipv6_forwarding: Option<bool>,
     pub sip_alg: Vec<SipAlg>,
+    /// The gateway's rules on the forwarding path (what `--egress bypass` skips).
+    pub forward_rules: crate::observe::fwdrules::ForwardRules,
+    /// The check was asked about `--egress bypass`.
+    pub egress_bypass: bool,
 }
 
 /// The program attached to an interface already.
@@ -280,7 +284,49 @@ pub fn judge_host(h: &Host) -> Vec<Line> {
             );
         }
     }
+    forward_rules(h, &mut add);
     out
+}
+
+/// The `forward_rules` line: which of the gateway's rules `--egress bypass` would skip.
+/// With the default egress they all apply, so finding some is green; asked about bypass,
+/// it is yellow (rport would forward what these rules may drop, or not NAT it).
+fn forward_rules(h: &Host, add: &mut impl FnMut(&'static str, Status, String, Option<&str>)) {
+    use Status::*;
+    let skipped = h.forward_rules.skipped();
+    let c = "forward_rules";
+    match (&h.forward_rules.nft, skipped.is_empty(), h.egress_bypass) {
+        (Err(e), true, _) => add(
+            c,
+            Warn,
+            format!("the forwarding rules could not be read ({e}): whether --egress bypass would skip some is unknown"),
+            Some("install nftables (nft) and run as root"),
+        ),
+        (_, true, _) => add(
+            c,
+            Ok,
+            "no rules on the forwarding hooks: --egress bypass would skip none (it still skips conntrack and rp_filter)".into(),
+            None,
+        ),
+        (_, false, false) => add(
+            c,
+            Ok,
+            format!(
+                "rules on the forwarding path, applied to rport's output by --egress kernel (the default); --egress bypass would skip them: {}",
+                skipped.join("; ")
+            ),
+            None,
+        ),
+        (_, false, true) => add(
+            c,
+            Warn,
+            format!(
+                "--egress bypass skips the gateway's rules on the forwarding path: {}",
+                skipped.join("; ")
+            ),
+            Some("run with --egress kernel (the default), or have none of these rules matter for SIP"),
+        ),
+    }
 }
 
 /// One interface's lines.
@@ -495,6 +541,8 @@ mod tests {
             ip_forward: Some(true),
             ipv6_forwarding: Some(true),
             sip_alg: vec![],
+            forward_rules: crate::observe::fwdrules::ForwardRules::none(),
+            egress_bypass: false,
         }
     }
 
@@ -510,6 +558,21 @@ mod tests {
             native_xdp: Probe::Ok,
             af_xdp: Ok(XskMode::Zerocopy),
             rp_filter: Some(0),
+        }
+    }
+
+    /// A forward chain that drops by default.
+    fn forward_filter() -> crate::observe::fwdrules::ForwardRules {
+        crate::observe::fwdrules::ForwardRules {
+            nft: Ok(vec![crate::observe::fwdrules::HookChain {
+                family: "inet".into(),
+                table: "filter".into(),
+                chain: "forward".into(),
+                hook: "forward".into(),
+                policy: Some("drop".into()),
+                rules: 1,
+            }]),
+            legacy_tables: vec![],
         }
     }
 
@@ -567,6 +630,29 @@ mod tests {
                         builtin: false,
                     }]
                 }),
+                Status::Warn,
+            ),
+            (
+                "forward_rules",
+                Box::new(|h, _| h.forward_rules = forward_filter()),
+                Status::Ok,
+            ),
+            (
+                "forward_rules",
+                Box::new(|h, _| {
+                    h.forward_rules = forward_filter();
+                    h.egress_bypass = true
+                }),
+                Status::Warn,
+            ),
+            (
+                "forward_rules",
+                Box::new(|h, _| h.egress_bypass = true),
+                Status::Ok,
+            ),
+            (
+                "forward_rules",
+                Box::new(|h, _| h.forward_rules.nft = Err("nft: not found".into())),
                 Status::Warn,
             ),
             (

@@ -5,9 +5,11 @@
 //! xdp: ns/packet of the XDP program through BPF_PROG_TEST_RUN (the kernel's own mean over
 //! `repeat` runs), for the packets that matter.
 //!
-//! gateways: the same SIP load through three gateways, interleaved step by step: plain
-//! kernel forwarding (the ceiling), rport, and Kamailio as a stateless edge proxy with
-//! `force_rport()`. See `gateways` below and docs/BENCHMARKS.md.
+//! gateways: the same SIP load through five gateways, interleaved step by step: plain
+//! kernel forwarding, a bare XDP forwarder (`bpf_fib_lookup` + `bpf_redirect`, no SIP work:
+//! the ceiling of this path), rport (`--egress kernel` and `--egress bypass`), and
+//! Kamailio as a stateless edge proxy with `force_rport()`. See `gateways` below and
+//! docs/BENCHMARKS.md.
 //!
 //! `bench gen …` and `bench respond …` are the load generator and the legacy responder
 //! (rport_tests::load), run by `gateways` inside the namespaces; `bench probe RATE…` runs
@@ -229,12 +231,19 @@ fn xdp(quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// `bench probe RATE…`: the rport bed only, one 1-second step per rate, with rport's own
-/// counters after each (for looking into a figure of `gateways`).
+/// `bench probe RATE… [--bypass]`: the rport bed only (`--bypass`: with `--egress
+/// bypass`), one 1-second step per rate, with rport's own counters after each (for looking
+/// into a figure of `gateways`).
 fn probe(rates: &[String]) -> Result<()> {
     let bench = std::env::current_exe()?;
     let _stats = load::BpfStats::enable()?;
-    let mut b = Bed::new(Kind::Rport, &bench)?;
+    // `--bypass`: the bed of the "rport --egress bypass" row.
+    let kind = if rates.iter().any(|r| r == "--bypass") {
+        Kind::RportBypass
+    } else {
+        Kind::Rport
+    };
+    let mut b = Bed::new(kind, &bench)?;
     for r in rates.iter().filter(|r| !r.starts_with("--")) {
         let s = b.step(&bench, r.parse()?, 1.0)?;
         let st = b.rport.as_ref().unwrap().stats()?;
@@ -358,7 +367,9 @@ fn soak(a: &[String]) -> Result<()> {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Plain,
+    Ceiling,
     Rport,
+    RportBypass,
     Kamailio,
 }
 
@@ -366,14 +377,22 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Plain => "plain forwarding",
+            Kind::Ceiling => "XDP forwarder (ceiling)",
             Kind::Rport => "rport",
+            Kind::RportBypass => "rport --egress bypass",
             Kind::Kamailio => "Kamailio stateless force_rport()",
         }
+    }
+    /// rport in either egress mode.
+    fn is_rport(self) -> bool {
+        matches!(self, Kind::Rport | Kind::RportBypass)
     }
     fn key(self) -> &'static str {
         match self {
             Kind::Plain => "plain",
+            Kind::Ceiling => "xdp_forwarder",
             Kind::Rport => "rport",
+            Kind::RportBypass => "rport_bypass",
             Kind::Kamailio => "kamailio",
         }
     }
@@ -384,6 +403,12 @@ impl Kind {
 /// claims the private sent-by 192.168.1.50:5060 (rport, Kamailio) or its own address
 /// (plain forwarding, which rewrites nothing), so that in every case the responder's
 /// answer to the Via reaches the client only if the gateway did its job.
+///
+/// In every row alike: the client's and the server's tx checksum offload off (a frame
+/// XDP redirects reaches the receiver without the sender's CHECKSUM_PARTIAL state, so it
+/// must carry a complete checksum, as from a real NIC), and `rport_pass` (XDP_PASS) on
+/// both (a veth transmits a frame redirected into it only when its peer runs an XDP
+/// program; it also moves the peer's receive to NAPI, so every row gets it).
 struct Bed {
     kind: Kind,
     client: Ns,
@@ -394,6 +419,9 @@ struct Bed {
     rport: Option<Rport>,
     kamailio: Option<Proc>,
     responder: Option<Proc>,
+    /// `rport_pass` on the client's and server's ends, `rport_fwd` on the gateway's
+    /// (ceiling row): detached when dropped.
+    progs: Vec<PassProg>,
     _pins: Option<Bpffs>,
     /// Highest rate with ≤ 0.1% loss so far, lowest rate above it, steps run.
     ok: Option<Step>,
@@ -440,6 +468,7 @@ impl Bed {
             rport: None,
             kamailio: None,
             responder: None,
+            progs: Vec::new(),
             _pins: None,
             ok: None,
             failed: None,
@@ -456,23 +485,35 @@ impl Bed {
         )?;
         server_leg(&b.gw, &b.server)?;
         forwarding(&b.gw)?;
+        for (ns, dev) in [(&b.client, "c0"), (&b.server, "srv0")] {
+            rport_tests::ns::sh(ns.cmd("ethtool").args(["-K", dev, "tx", "off"]))?;
+            b.progs.push(attach_pass(ns, dev)?);
+        }
         let mut c = b.server.cmd(bench);
         c.args(["respond", TARGET]);
         b.responder = Some(Proc::spawn(c, "responder", &b.dir.join("responder.log"))?);
         match kind {
             Kind::Plain => {}
-            Kind::Rport => {
+            Kind::Ceiling => {
+                for dev in [GW_OUTSIDE, GW_INSIDE] {
+                    b.progs
+                        .push(attach_prog(&b.gw, dev, rport_common::FWD_PROGRAM_NAME)?);
+                }
+            }
+            Kind::Rport | Kind::RportBypass => {
                 let pins = Bpffs::new()?;
-                // Extra `rport run` flags for an A/B of one option (`--egress bypass`).
-                let extra = std::env::var("RPORT_BENCH_RPORT_ARGS").unwrap_or_default();
-                let extra: Vec<&str> = extra.split_whitespace().collect();
+                let extra: &[&str] = if kind == Kind::RportBypass {
+                    &["--egress", "bypass"]
+                } else {
+                    &[]
+                };
                 b.rport = Some(Rport::start(
                     &b.gw,
                     GW_OUTSIDE,
                     GW_INSIDE,
                     &pins,
                     &b.dir.join("rport.log"),
-                    &extra,
+                    extra,
                 )?);
                 b._pins = Some(pins);
             }
@@ -509,8 +550,8 @@ impl Bed {
 
     fn gateway_pids(&self) -> Vec<u32> {
         match self.kind {
-            Kind::Plain => vec![],
-            Kind::Rport => vec![
+            Kind::Plain | Kind::Ceiling => vec![],
+            Kind::Rport | Kind::RportBypass => vec![
                 self.rport
                     .as_ref()
                     .unwrap()
@@ -565,8 +606,8 @@ impl Bed {
 
     fn step_gen(&self, bench: &std::path::Path, rate: u64, secs: f64) -> Result<GenReport> {
         let (target, sent_by) = match self.kind {
-            Kind::Plain => (TARGET, "-"),
-            Kind::Rport => (TARGET, "192.168.1.50:5060"),
+            Kind::Plain | Kind::Ceiling => (TARGET, "-"),
+            Kind::Rport | Kind::RportBypass => (TARGET, "192.168.1.50:5060"),
             Kind::Kamailio => ("203.0.113.1:5060", "192.168.1.50:5060"),
         };
         let out_path = self.dir.join("gen.json");
@@ -632,6 +673,7 @@ impl Drop for Bed {
         self.rport.take();
         self.kamailio.take();
         self.responder.take();
+        self.progs.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -640,7 +682,7 @@ impl Drop for Bed {
 const MAX_LOSS: f64 = 0.001;
 
 fn gateways(quick: bool) -> Result<()> {
-    if !can_run("bench gateways", &["ip", "kamailio"]) {
+    if !can_run("bench gateways", &["ip", "kamailio", "ethtool"]) {
         return Ok(());
     }
     let bench = std::env::current_exe()?;
@@ -652,11 +694,17 @@ fn gateways(quick: bool) -> Result<()> {
     };
     let t0 = Instant::now();
     let mut beds = Vec::new();
-    for k in [Kind::Plain, Kind::Rport, Kind::Kamailio] {
+    for k in [
+        Kind::Plain,
+        Kind::Ceiling,
+        Kind::Rport,
+        Kind::RportBypass,
+        Kind::Kamailio,
+    ] {
         beds.push(Bed::new(k, &bench).with_context(|| format!("setting up {}", k.name()))?);
     }
     // Stepped search, interleaved: one step per gateway per round, so that a noisy moment
-    // on the shared machine hits all three alike.
+    // on the shared machine hits all of them alike.
     for round in 0..24 {
         let mut any = false;
         for b in beds.iter_mut() {
@@ -690,8 +738,15 @@ fn gateways(quick: bool) -> Result<()> {
             break;
         }
     }
-    // Latency at half of rport's sustained rate, for all three.
-    let rport_max = beds[1]
+    let at = |k: Kind| beds.iter().position(|b| b.kind == k).unwrap();
+    let (i_plain, i_ceiling, i_rport, i_kamailio) = (
+        at(Kind::Plain),
+        at(Kind::Ceiling),
+        at(Kind::Rport),
+        at(Kind::Kamailio),
+    );
+    // Latency at half of rport's sustained rate, for all of them.
+    let rport_max = beds[i_rport]
         .ok
         .as_ref()
         .map(|o| o.load.target_rate)
@@ -717,7 +772,9 @@ fn gateways(quick: bool) -> Result<()> {
     for (i, b) in beds.iter().enumerate() {
         let m = max(b);
         let (cpu, xdp) = match (&b.ok, b.kind) {
-            (_, Kind::Plain) => ("kernel softirq, not attributable".to_string(), "-".into()),
+            (_, Kind::Plain | Kind::Ceiling) => {
+                ("kernel softirq, not attributable".to_string(), "-".into())
+            }
             (Some(o), _) => (
                 format!("{:.1}", o.per_txn_us()),
                 format!(
@@ -742,20 +799,54 @@ fn gateways(quick: bool) -> Result<()> {
             mem[i] as f64 / (1 << 20) as f64
         );
     }
-    let (p, r, k) = (
-        max(&beds[0]) as f64,
-        max(&beds[1]) as f64,
-        max(&beds[2]) as f64,
+    let (p, c, r, k) = (
+        max(&beds[i_plain]) as f64,
+        max(&beds[i_ceiling]) as f64,
+        max(&beds[i_rport]) as f64,
+        max(&beds[i_kamailio]) as f64,
     );
     let cpu = |b: &Bed| b.ok.as_ref().map(Step::per_txn_us).unwrap_or(f64::NAN);
     println!(
         "\nrport / Kamailio max rate: {:.2}×; rport / plain forwarding: {:.0}%; Kamailio CPU per transaction / rport's: {:.2}×; p99 added by rport over plain forwarding: {:.0} µs, by Kamailio: {:.0} µs",
         r / k.max(1.0),
         100.0 * r / p.max(1.0),
-        cpu(&beds[2]) / cpu(&beds[1]),
-        lat[1].load.p99_us - lat[0].load.p99_us,
-        lat[2].load.p99_us - lat[0].load.p99_us,
+        cpu(&beds[i_kamailio]) / cpu(&beds[i_rport]),
+        lat[i_rport].load.p99_us - lat[i_plain].load.p99_us,
+        lat[i_kamailio].load.p99_us - lat[i_plain].load.p99_us,
     );
+    println!(
+        "XDP forwarder (ceiling) / plain forwarding: {:.0}%",
+        100.0 * c / p.max(1.0)
+    );
+    // Issue 15's targets, for each rport row (ratios of this one run).
+    for (i, b) in beds.iter().enumerate().filter(|(_, b)| b.kind.is_rport()) {
+        let m = max(b) as f64;
+        let added = lat[i].load.p99_us - lat[i_plain].load.p99_us;
+        println!(
+            "\n{}: / plain forwarding {:.0}%, / Kamailio {:.2}×, / XDP forwarder (ceiling) {:.0}%, p99 added over plain forwarding at {half}/s {:.0} µs",
+            b.kind.name(),
+            100.0 * m / p.max(1.0),
+            m / k.max(1.0),
+            100.0 * m / c.max(1.0),
+            added
+        );
+        let met = |ok: bool| if ok { "met" } else { "not met" };
+        println!(
+            "- target max rate ≥ 100% of plain forwarding: {} ({:.0}%)",
+            met(m >= p),
+            100.0 * m / p.max(1.0)
+        );
+        println!(
+            "- target max rate ≥ 10× Kamailio's: {} ({:.2}×)",
+            met(m >= 10.0 * k),
+            m / k.max(1.0)
+        );
+        println!(
+            "- target p99 added over plain forwarding at half load ≤ 50 µs: {} ({:.0} µs)",
+            met(added <= 50.0),
+            added
+        );
+    }
     // The load tools' own cost, to show they were not the limit.
     let tool = |s: &Step| {
         (
