@@ -238,6 +238,49 @@ impl SteerMeta {
     pub const MAGIC: u32 = 0x7270_5331;
 }
 
+/// Where the XDP program's route lookup (`bpf_fib_lookup`) says a request handed to the
+/// daemon goes next, in the frame's XDP metadata (`bpf_xdp_adjust_meta`); only under
+/// `--egress bypass`. AF_XDP copies the metadata in front of the frame (the kernel's
+/// `xsk_copy_xdp`), so the daemon reads it from the [`EgressMeta`]-sized bytes just before
+/// the descriptor's data, and sends the rewritten request out by AF_XDP TX on `ifindex`
+/// with these MACs when `status` is [`egress_status::FORWARD`] (datapath/egress.rs);
+/// anything else goes the kernel's way (re-injection), counted by the status.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EgressMeta {
+    /// [`EgressMeta::MAGIC`]: written by rport for this frame (the daemon clears it before
+    /// the frame goes back to the fill ring, so a stale one is never read).
+    pub magic: u32,
+    /// Egress interface of the route to the frame's destination.
+    pub ifindex: u32,
+    /// Next hop's MAC (the neighbour entry).
+    pub dmac: [u8; 6],
+    /// The egress interface's MAC.
+    pub smac: [u8; 6],
+    /// One of [`egress_status`].
+    pub status: u16,
+    /// Explicit padding, always 0.
+    pub _pad: u16,
+}
+
+impl EgressMeta {
+    /// "rpE1".
+    pub const MAGIC: u32 = 0x7270_4531;
+}
+
+/// [`EgressMeta::status`] values: what the route lookup found.
+pub mod egress_status {
+    /// Route and neighbour found: the daemon may send it out itself.
+    pub const FORWARD: u16 = 1;
+    /// No neighbour entry yet (`BPF_FIB_LKUP_RET_NO_NEIGH`): the kernel resolves it.
+    pub const NO_NEIGH: u16 = 2;
+    /// Larger than the egress MTU (`BPF_FIB_LKUP_RET_FRAG_NEEDED`): the kernel fragments.
+    pub const FRAG_NEEDED: u16 = 3;
+    /// Anything else (no route, blackhole, forwarding off, a lookup error): the kernel
+    /// decides.
+    pub const OTHER: u16 = 4;
+}
+
 /// Decodes the 16-byte address encoding used in the maps (IPv4-mapped for IPv4).
 #[cfg(feature = "user")]
 pub fn addr_from_16(a: &[u8; 16]) -> core::net::IpAddr {
@@ -305,6 +348,18 @@ mod tests {
         assert_eq!(offset_of!(SteerMeta, addr), 8);
         assert_eq!(offset_of!(SteerMeta, port_be), 24);
         assert_eq!(offset_of!(SteerMeta, ipv6), 26);
+    }
+
+    #[test]
+    fn egress_meta_layout_is_pinned() {
+        // XDP metadata: at most 32 bytes, a multiple of 4.
+        assert_eq!(size_of::<EgressMeta>(), 24);
+        assert_eq!(offset_of!(EgressMeta, ifindex), 4);
+        assert_eq!(offset_of!(EgressMeta, dmac), 8);
+        assert_eq!(offset_of!(EgressMeta, smac), 14);
+        assert_eq!(offset_of!(EgressMeta, status), 20);
+        assert_eq!(offset_of!(EgressMeta, _pad), 22);
+        assert_eq!(core::mem::align_of::<EgressMeta>(), 4);
     }
 
     #[test]

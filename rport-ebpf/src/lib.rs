@@ -13,11 +13,13 @@
 //!   frame, and from an outcome to its counters;
 //! - [`csum`]: incremental checksum updates and the steer rewrite of responses;
 //! - [`fib`]: the forwarding step in XDP (route and neighbour lookup, TTL, MACs);
+//! - [`egress`]: what `--egress bypass` tells the daemon about a request's way out;
 //! - [`model`] (host only): the whole program over a byte slice and plain maps.
 #![cfg_attr(target_arch = "bpf", no_std)]
 
 pub mod csum;
 pub mod decide;
+pub mod egress;
 pub mod fib;
 #[cfg(not(target_arch = "bpf"))]
 pub mod model;

@@ -28,8 +28,8 @@ mod prog {
     };
     use aya_log_ebpf::{debug, warn};
     use rport_common::{
-        Binding, Counter, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_INJECT_SOCKETS, MAX_REINJECTED,
-        REINJECT_WINDOW_NS, ReinjectKey, SteerMeta, XSKMAP_SIZE, counters,
+        Binding, Counter, EgressMeta, IfaceConf, MAX_BINDINGS, MAX_IFACES, MAX_INJECT_SOCKETS,
+        MAX_REINJECTED, REINJECT_WINDOW_NS, ReinjectKey, SteerMeta, XSKMAP_SIZE, counters,
     };
     use rport_ebpf::{
         csum,
@@ -77,6 +77,11 @@ mod prog {
     /// The TC program's parsed headers (not on its stack, as the XDP program's).
     #[map(name = "REINJECT_SCRATCH")]
     static REINJECT_SCRATCH: PerCpuArray<Headers> = PerCpuArray::with_max_entries(1, 0);
+    /// `bpf_fib_lookup`'s parameters for a request handed to the daemon under `--egress
+    /// bypass` ([`egress_meta`]): 64 bytes, here rather than on the stack.
+    #[map(name = "EGRESS_FIB")]
+    static EGRESS_FIB: PerCpuArray<rport_ebpf::fib::FibParams> =
+        PerCpuArray::with_max_entries(1, 0);
 
     #[xdp]
     pub fn rport(ctx: XdpContext) -> u32 {
@@ -216,9 +221,17 @@ mod prog {
                         "binding not recorded (map update failed), source port {}", h.sport
                     );
                 }
+                if egress_bypass() && matches!(then, Then::ToUserspace(_)) {
+                    egress_meta(ctx, wp);
+                }
                 to_daemon(then, &mut done)
             }
-            Outcome::ResponseContact { then, .. } => to_daemon(then, &mut done),
+            Outcome::ResponseContact { then, .. } => {
+                if egress_bypass() && matches!(then, Then::ToUserspace(_)) {
+                    egress_meta(ctx, wp);
+                }
+                to_daemon(then, &mut done)
+            }
             Outcome::Steer { addr, port, .. } => {
                 // `--egress bypass`: a next hop to redirect to, or why not.
                 let forward = egress_bypass() && {
@@ -488,6 +501,67 @@ mod prog {
         // SAFETY: LEN bytes at `meta` are the metadata area (bounds-checked above).
         unsafe { core::ptr::write_unaligned(meta as *mut SteerMeta, m) };
         true
+    }
+
+    /// `--egress bypass` for a message handed to the daemon: the route and neighbour
+    /// toward its destination ([`request_route`]) in the frame's metadata as an
+    /// [`EgressMeta`], which AF_XDP copies in front of the frame; the daemon sends it out
+    /// itself when the status allows (userspace datapath/egress.rs). No metadata room
+    /// (driver): none written, and the daemon sends it the kernel's way.
+    ///
+    /// Invalidates every packet pointer taken before (bpf_xdp_adjust_meta moves data_meta).
+    #[inline(always)]
+    fn egress_meta(ctx: &XdpContext, wp: *mut verifier::Work) {
+        const LEN: usize = core::mem::size_of::<EgressMeta>();
+        let Some(fp) = EGRESS_FIB.get_ptr_mut(0) else {
+            return;
+        };
+        let status = request_route(ctx.ctx, wp, fp);
+        // SAFETY: helper on this program's own context.
+        if unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(LEN as i32)) } != 0 {
+            return;
+        }
+        let (meta, data) = (ctx.metadata(), ctx.data());
+        if meta + LEN > data {
+            return;
+        }
+        // SAFETY: this CPU's slot, filled by `request_route` just now.
+        let p = unsafe { &*fp };
+        let m = EgressMeta {
+            magic: EgressMeta::MAGIC,
+            ifindex: p.ifindex,
+            dmac: p.dmac,
+            smac: p.smac,
+            status,
+            _pad: 0,
+        };
+        // SAFETY: LEN bytes at `meta` are the metadata area (bounds-checked above).
+        unsafe { core::ptr::write_unaligned(meta as *mut EgressMeta, m) };
+    }
+
+    /// The lookup for [`egress_meta`]: `bpf_fib_lookup` from the ingress interface for
+    /// the request as it arrived (`rport_ebpf::egress`), its result left in `fp`, its
+    /// status returned. Its own frame (a BPF-to-BPF call), so that the lookup's paths stay
+    /// out of `apply`'s.
+    #[inline(never)]
+    fn request_route(
+        xdp: *mut xdp_md,
+        wp: *mut verifier::Work,
+        fp: *mut rport_ebpf::fib::FibParams,
+    ) -> u16 {
+        let ctx = XdpContext::new(xdp);
+        // SAFETY: this CPU's scratch slot and lookup slot; nothing else borrows them now.
+        let (w, p) = unsafe { (&*wp, &mut *fp) };
+        let ifindex = ctx.ingress_ifindex() as u32;
+        let Some(q) = rport_ebpf::egress::request_query(&Frame(&ctx), at(w.h.l3), &w.h, ifindex)
+        else {
+            *p = rport_ebpf::fib::FibParams::default();
+            return rport_common::egress_status::OTHER;
+        };
+        p.set(&q);
+        // SAFETY: the program's own context.
+        let r = unsafe { rport_ebpf::fib::lookup(xdp as *mut core::ffi::c_void, p) };
+        rport_ebpf::egress::status(r, &w.h)
     }
 
     /// Applies the XDP program's steering decision (TC ingress of the same interfaces).

@@ -34,6 +34,7 @@ pub mod datapath {
     //! The packet's path through userspace: load and attach, AF_XDP in, AF_PACKET
     //! back into the receive path.
     pub mod afxdp;
+    pub mod egress;
     pub mod forward;
     pub mod ifwatch;
     pub mod inject;

@@ -20,10 +20,25 @@ use std::{
 use anyhow::{Context as _, Result, anyhow};
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpDesc};
 
+use rport_common::EgressMeta;
+
 use crate::{
-    datapath::inject::{Batch, FrameSender},
+    datapath::{
+        egress,
+        inject::{Batch, Flushed, FrameSender},
+    },
     observe::dstats::DaemonStats,
 };
+
+/// Counts what one flush did: every frame sent on is `forwarded`, those by AF_XDP TX also
+/// `bypass_sent`.
+fn count_flush(stats: &DaemonStats, f: Flushed) {
+    DaemonStats::add(&stats.forwarded, f.sent + f.bypass_sent);
+    DaemonStats::add(&stats.send_errors, f.failed);
+    DaemonStats::add(&stats.bypass_sent, f.bypass_sent);
+    DaemonStats::add(&stats.bypass_tx_full, f.bypass_full);
+    DaemonStats::add(&stats.unsent, f.unsent);
+}
 
 /// UMEM frame size: a page, so a rewritten request always has tail room.
 pub const FRAME_SIZE: u32 = 4096;
@@ -41,13 +56,13 @@ const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 const XDP_COPY: u16 = 1 << 1;
 
 /// Anonymous, page-aligned memory for a UMEM, unmapped on Drop.
-struct Area {
-    ptr: NonNull<u8>,
-    len: usize,
+pub(crate) struct Area {
+    pub(crate) ptr: NonNull<u8>,
+    pub(crate) len: usize,
 }
 
 impl Area {
-    fn new(len: usize) -> Result<Area> {
+    pub(crate) fn new(len: usize) -> Result<Area> {
         // SAFETY: anonymous private mapping, checked below.
         let p = unsafe {
             libc::mmap(
@@ -192,9 +207,10 @@ impl XskQueue {
 
     /// Receives, handles and recycles frames in batches until `stop` is set.
     ///
-    /// `handler(frame, len, batch, now)` (`now`: the batch's receive time, one clock read
-    /// per batch) gets the frame from its first byte to the end of its
-    /// UMEM chunk (so it may grow) and the received length, and may queue it in `batch`:
+    /// `handler(frame, len, meta, batch, now)` (`now`: the batch's receive time, one clock
+    /// read per batch) gets the frame from its first byte to the end of its
+    /// UMEM chunk (so it may grow), the received length and the XDP program's
+    /// [`EgressMeta`] if it wrote one (`--egress bypass`), and may queue it in `batch`:
     /// the frames of one rx batch live as long as its send batch, which `run` flushes and
     /// ends before the frames go back to the fill ring.
     pub fn run(
@@ -203,7 +219,13 @@ impl XskQueue {
         stats: &DaemonStats,
         batch_time: &prometheus::Histogram,
         sender: &mut FrameSender,
-        mut handler: impl for<'f> FnMut(&'f mut [u8], usize, &mut Batch<'_, 'f>, Instant),
+        mut handler: impl for<'f> FnMut(
+            &'f mut [u8],
+            usize,
+            Option<EgressMeta>,
+            &mut Batch<'_, 'f>,
+            Instant,
+        ),
     ) {
         let mut descs = [XdpDesc {
             addr: 0,
@@ -217,6 +239,9 @@ impl XskQueue {
         // every STATS_EVERY while busy.
         let mut stats_at = Instant::now();
         let mut batches = 0u32;
+        // Only `--egress bypass` has metadata to read: the default never touches the
+        // headroom.
+        let want_meta = sender.bypassing();
         while !stop.load(Ordering::Relaxed) {
             if !returning.is_empty() {
                 self.refill(&mut returning, stats);
@@ -278,16 +303,29 @@ impl XskQueue {
                             (end - d.addr) as usize,
                         )
                     };
-                    handler(frame, d.len as usize, &mut batch, t0);
+                    // The metadata the kernel copied in front of the data (xsk_copy_xdp),
+                    // in the chunk's headroom; its magic cleared as it is read, so the
+                    // chunk goes back to the fill ring without it.
+                    let meta = if want_meta {
+                        // SAFETY: [chunk, addr) is the same chunk's headroom, ours as
+                        // above, and does not overlap `frame`.
+                        let before = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                self.area.ptr.as_ptr().add(chunk as usize),
+                                (d.addr - chunk) as usize,
+                            )
+                        };
+                        egress::take_meta(before)
+                    } else {
+                        None
+                    };
+                    handler(frame, d.len as usize, meta, &mut batch, t0);
                     if batch.full() {
-                        let f = batch.flush();
-                        DaemonStats::add(&stats.forwarded, f.sent);
-                        DaemonStats::add(&stats.send_errors, f.failed);
+                        count_flush(stats, batch.flush());
                     }
                 }
                 let f = batch.flush();
-                DaemonStats::add(&stats.forwarded, f.sent);
-                DaemonStats::add(&stats.send_errors, f.failed);
+                count_flush(stats, f);
                 if f.failed > 0 {
                     crate::warn_limited!(
                         failed = f.failed,

@@ -14,6 +14,7 @@ use rport_common::{MAX_QUEUES, maps, role};
 use crate::{
     datapath::{
         afxdp::XskQueue,
+        egress::{EgressIface, EgressTx, Fallback, Mode},
         inject::{self, Batch, FrameSender, Unsent},
         loader::{Iface, LoadConfig, Loaded},
     },
@@ -53,6 +54,8 @@ struct Ctx {
     contact_alias: bool,
     tag_key: Arc<crate::datapath::keys::CurrentKey>,
     nat: Arc<NatTracker>,
+    /// The inside interfaces' AF_XDP TX sockets under `--egress bypass`, else None.
+    egress: Option<Arc<[EgressIface]>>,
 }
 
 impl Workers {
@@ -117,6 +120,9 @@ impl Workers {
             // Packet Too Big for a packet rport grew): the smaller of the two bounds them.
             let mut sender =
                 FrameSender::new(iface.index, mtu(&iface.name).min(self.ctx.egress_mtu))?;
+            if let Some(e) = &self.ctx.egress {
+                sender = sender.with_egress(EgressTx::for_queue(e, q));
+            }
             // Known to the TC program before the first frame is sent, or that frame would
             // leave on the wire as it is.
             let cookie = sender.cookie()?;
@@ -164,8 +170,17 @@ impl Workers {
                             &stats,
                             &bt,
                             &mut sender,
-                            |frame, len, sender, now| {
-                                forward_frame(frame, len, &rules, sender, &stats, &nat, now)
+                            |frame, len, meta, sender, now| {
+                                forward_frame(
+                                    frame,
+                                    len,
+                                    meta.as_ref(),
+                                    &rules,
+                                    sender,
+                                    &stats,
+                                    &nat,
+                                    now,
+                                )
                             },
                         )
                     })?,
@@ -210,9 +225,15 @@ pub struct Rules {
 /// and, for a request or a client's 1xx/2xx, its Contacts (the client's steering tag in
 /// each URI, `sip::contact`). Anything rport cannot rewrite is still a good packet: it
 /// goes on unchanged, and is counted.
+///
+/// Under `--egress bypass` (`sender.bypassing()`) it leaves by AF_XDP TX where `meta`, the
+/// XDP program's route lookup, allows it (egress.rs); else, and by default, the kernel's
+/// way (re-injection), the reason counted.
+#[allow(clippy::too_many_arguments)]
 pub fn forward_frame<'f>(
     frame: &'f mut [u8],
     len: usize,
+    meta: Option<&rport_common::EgressMeta>,
     rules: &Rules,
     sender: &mut Batch<'_, 'f>,
     stats: &DaemonStats,
@@ -268,6 +289,14 @@ pub fn forward_frame<'f>(
     // Done writing: the frame stays queued, unchanged, until the batch is flushed.
     let frame: &'f [u8] = frame;
     let l3 = h.l3 as usize;
+    if sender.bypassing() {
+        match sender.bypass(meta, frame, l3, total, h.ipv6) {
+            Ok(()) => return,
+            Err(Fallback::NoNeigh) => DaemonStats::add(&stats.bypass_no_neigh, 1),
+            Err(Fallback::Mtu) => DaemonStats::add(&stats.bypass_mtu, 1),
+            Err(Fallback::Other) => DaemonStats::add(&stats.bypass_other, 1),
+        }
+    }
     match sender.push(&frame[..l3 + total], l3, h.ipv6) {
         Ok(0) => {}
         Ok(_) => DaemonStats::add(&stats.fragmented, 1),
@@ -286,11 +315,59 @@ fn rx_queues(ifname: &str) -> u32 {
         .clamp(1, MAX_QUEUES)
 }
 
+fn tx_queues(ifname: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("tx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+        .clamp(1, MAX_QUEUES)
+}
+
+/// The AF_XDP TX sockets of every inside interface (`--egress bypass`). An interface
+/// where none can be opened sends the kernel's way (`bypass_other`), said once.
+fn open_egress(loaded: &Loaded, stats: &DaemonStats) -> Arc<[EgressIface]> {
+    let mut out = Vec::new();
+    for i in loaded.ifaces.iter().filter(|i| i.role == role::INSIDE) {
+        match EgressIface::open(&i.name, i.index, tx_queues(&i.name), mtu(&i.name)) {
+            Ok(e) => {
+                let n = tx_queues(&i.name) as u64;
+                match e.mode {
+                    Mode::ZeroCopy => DaemonStats::add(&stats.egress_tx_zerocopy, n),
+                    Mode::Copy => DaemonStats::add(&stats.egress_tx_copy, n),
+                }
+                tracing::info!(
+                    "egress bypass: AF_XDP TX on {} ({} queue(s), {} mode)",
+                    i.name,
+                    n,
+                    match e.mode {
+                        Mode::ZeroCopy => "zero-copy",
+                        Mode::Copy => "copy",
+                    }
+                );
+                out.push(e);
+            }
+            Err(e) => tracing::warn!(
+                "egress bypass: no AF_XDP TX on {}: {e:#}; its requests go the kernel's way",
+                i.name
+            ),
+        }
+    }
+    out.into()
+}
+
 fn mtu(ifname: &str) -> usize {
     std::fs::read_to_string(format!("/sys/class/net/{ifname}/mtu"))
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(1500)
+}
+
+/// Whether rewritten requests leave by AF_XDP TX (`--egress bypass`).
+fn bypass(cfg: &LoadConfig) -> bool {
+    cfg.egress == crate::datapath::loader::Egress::Bypass
 }
 
 /// Opens one AF_XDP socket per rx queue of every outside interface, registers it in the
@@ -312,6 +389,7 @@ pub fn start(
         .min()
         .unwrap_or(1500);
     let watch_stats = Arc::new(DaemonStats::default());
+    let egress = bypass(cfg).then(|| open_egress(loaded, &watch_stats));
     let mut workers = Workers {
         stats: vec![watch_stats.clone()],
         watch_stats,
@@ -323,6 +401,7 @@ pub fn start(
             contact_alias: cfg.contact_alias,
             tag_key: loaded.tag_key.clone(),
             nat: nat.clone(),
+            egress,
         },
     };
     let outside: Vec<Iface> = loaded
@@ -379,7 +458,7 @@ mod tests {
             let before = stats.load();
             let mut sender = idle_sender(mtu);
             let mut batch = sender.batch();
-            forward_frame(&mut f, len, &rules, &mut batch, &stats, &nat, now);
+            forward_frame(&mut f, len, None, &rules, &mut batch, &stats, &nat, now);
             let after = stats.load();
             assert_eq!(after.rewritten - before.rewritten, 1);
             assert_eq!(after.unsent - before.unsent, !queued as u64, "MTU {mtu}");

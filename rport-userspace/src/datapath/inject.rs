@@ -43,7 +43,10 @@ use std::{
 use anyhow::{Result, bail};
 use rport_ebpf::{csum, parse};
 
-use super::mmsg::{MsgBatch, Refused};
+use super::{
+    egress::{EgressTx, Fallback},
+    mmsg::{MsgBatch, Refused},
+};
 
 /// Where the parts of a UDP frame are (the XDP program's own parser, on the host).
 pub type Located = parse::Headers;
@@ -186,13 +189,23 @@ pub struct FrameSender {
     mtu: usize,
     scratch: Box<[u8]>,
     scratch_used: usize,
+    /// AF_XDP TX on the inside interfaces (`--egress bypass`), else None.
+    egress: Option<EgressTx>,
 }
 
 /// What one flush did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Flushed {
+    /// Frames the kernel took (AF_PACKET).
     pub sent: u64,
     pub failed: u64,
+    /// Frames sent by AF_XDP TX.
+    pub bypass_sent: u64,
+    /// Frames staged for AF_XDP TX that found no TX frame or ring slot: sent the kernel's
+    /// way instead (or counted in `unsent`).
+    pub bypass_full: u64,
+    /// Of those, frames that could not be queued on the kernel's way either.
+    pub unsent: u64,
 }
 
 impl FrameSender {
@@ -237,7 +250,14 @@ impl FrameSender {
             mtu,
             scratch: vec![0; SCRATCH].into_boxed_slice(),
             scratch_used: 0,
+            egress: None,
         }
+    }
+
+    /// Sends what [`Batch::bypass`] admits by AF_XDP TX on these sockets.
+    pub fn with_egress(mut self, egress: EgressTx) -> FrameSender {
+        self.egress = Some(egress);
+        self
     }
 
     /// The socket's cookie (`SO_COOKIE`), by which the TC program knows its frames.
@@ -265,12 +285,20 @@ impl FrameSender {
         self.mtu
     }
 
+    /// Whether it sends by AF_XDP TX where it can (`--egress bypass`).
+    pub fn bypassing(&self) -> bool {
+        self.egress.is_some()
+    }
+
     /// A batch of sends whose frames live for `'frames`.
     pub fn batch<'frames>(&mut self) -> Batch<'_, 'frames> {
         // Whatever an earlier batch left unsent (it was leaked, or dropped unflushed) points
         // to frames that may be gone: never send it.
         self.msgs.clear();
         self.scratch_used = 0;
+        if let Some(e) = &mut self.egress {
+            e.clear();
+        }
         Batch {
             sender: self,
             _frames: PhantomData,
@@ -316,9 +344,44 @@ impl<'frames> Batch<'_, 'frames> {
     }
 
     /// Whether a batch is full: flush before the next push (which would be refused).
+    /// Frames staged for AF_XDP TX count: whatever of them cannot go that way is queued
+    /// the kernel's way at the flush, and must find room.
     pub fn full(&self) -> bool {
         let s = &self.sender;
-        s.msgs.len() >= BATCH || s.scratch_used > SCRATCH - 70 * 1024
+        let staged = s.egress.as_ref().map_or(0, |e| e.len());
+        s.msgs.len() + staged >= BATCH || s.scratch_used > SCRATCH - 70 * 1024
+    }
+
+    /// Whether this sender sends by AF_XDP TX (`--egress bypass`).
+    pub fn bypassing(&self) -> bool {
+        self.sender.egress.is_some()
+    }
+
+    /// Stages the whole Ethernet `frame` (IP at `l3`, `ip_len` bytes of IP, TTL not yet
+    /// decremented) for AF_XDP TX if `meta` allows it ([`EgressTx::admit`]); else says why
+    /// not, and the caller pushes it the kernel's way. Never when the batch is full.
+    pub fn bypass(
+        &mut self,
+        meta: Option<&rport_common::EgressMeta>,
+        frame: &'frames [u8],
+        l3: usize,
+        ip_len: usize,
+        ipv6: bool,
+    ) -> Result<(), Fallback> {
+        if self.full() {
+            return Err(Fallback::Other);
+        }
+        let Some(e) = self.sender.egress.as_mut() else {
+            return Err(Fallback::Other);
+        };
+        let port = e.admit(meta, frame, l3, ip_len, ipv6)?;
+        let Some(m) = meta else {
+            return Err(Fallback::Other);
+        };
+        // SAFETY: `frame` is borrowed for 'frames, which outlives this batch; only a batch
+        // flushes or clears what is staged.
+        unsafe { e.stage(port, m, frame, l3, ip_len, ipv6) };
+        Ok(())
     }
 
     /// Queues the whole Ethernet `frame`, whose IP header starts at `l3`. Returns the
@@ -354,9 +417,30 @@ impl<'frames> Batch<'_, 'frames> {
         Ok(k)
     }
 
-    /// Sends everything queued, in one `sendmmsg` (more if the kernel refuses some: a
-    /// frame it refuses is counted as failed and the rest go on).
+    /// Sends everything queued: what is staged for AF_XDP TX first (one lock and one kick
+    /// per egress socket), what of it found no room there joins the rest, then all that in
+    /// one `sendmmsg` (more if the kernel refuses some: a frame it refuses is counted as
+    /// failed and the rest go on).
     pub fn flush(&mut self) -> Flushed {
+        let mut f = Flushed::default();
+        // Taken out for the length of the flush (a move, no allocation): its leftovers are
+        // pushed the kernel's way below, through `self`.
+        if let Some(mut e) = self.sender.egress.take() {
+            let t = e.flush();
+            f.bypass_sent = t.sent;
+            f.bypass_full = t.full;
+            for u in e.unsent() {
+                // SAFETY: staged from a frame borrowed for 'frames (`bypass`), alive and
+                // unchanged until this batch ends.
+                let frame: &'frames [u8] =
+                    unsafe { std::slice::from_raw_parts(u.frame, u.frame_len as usize) };
+                if self.push(frame, u.l3 as usize, u.ipv6).is_err() {
+                    f.unsent += 1;
+                }
+            }
+            e.clear();
+            self.sender.egress = Some(e);
+        }
         let s = &mut *self.sender;
         // Never `Stop`, so never an error.
         let r = s
@@ -364,10 +448,9 @@ impl<'frames> Batch<'_, 'frames> {
             .send(s.fd.as_fd(), |_| Refused::Skip)
             .unwrap_or_default();
         s.scratch_used = 0;
-        Flushed {
-            sent: r.sent,
-            failed: r.skipped,
-        }
+        f.sent = r.sent;
+        f.failed = r.skipped;
+        f
     }
 }
 

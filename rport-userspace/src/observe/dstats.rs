@@ -112,6 +112,20 @@ daemon_counters! {
     nat_idle_expired = "nat";
     /// Messages rewritten but never handed to the kernel (lost): more fragments than a batch has room for at the interface's MTU, or no room left in the batch (Kamailio: err_requests).
     unsent = "errors";
+    /// Requests sent out by AF_XDP TX on the inside interface (`--egress bypass`), past the kernel's forwarding (also in `forwarded`).
+    bypass_sent = "traffic";
+    /// Requests sent the kernel's way under `--egress bypass` because the route lookup found no neighbour entry for the next hop yet (the kernel resolves it; later ones go by AF_XDP TX).
+    bypass_no_neigh = "traffic";
+    /// Requests sent the kernel's way under `--egress bypass` because they are larger than the egress MTU (the kernel fragments them or sends the ICMP).
+    bypass_mtu = "traffic";
+    /// Requests sent the kernel's way under `--egress bypass` for any other reason: no route lookup result, no route, an egress interface rport has no TX socket on, a TTL that runs out here.
+    bypass_other = "traffic";
+    /// Requests admitted for AF_XDP TX that found no free TX frame or ring slot: sent the kernel's way instead.
+    bypass_tx_full = "errors";
+    /// AF_XDP TX sockets bound in zero-copy mode (`--egress bypass`; the driver reads the frames from rport's memory).
+    egress_tx_zerocopy = "traffic";
+    /// AF_XDP TX sockets bound in copy mode (`--egress bypass`; veth and drivers without zero-copy AF_XDP).
+    egress_tx_copy = "traffic";
 }
 
 impl DaemonStats {

@@ -495,18 +495,21 @@ impl Bed {
             }
             Kind::Rport | Kind::RportBypass => {
                 let pins = Bpffs::new()?;
-                let extra: &[&str] = if kind == Kind::RportBypass {
-                    &["--egress", "bypass"]
+                // The row's own flags, then any given for an A/B of one option.
+                let env = std::env::var("RPORT_BENCH_RPORT_ARGS").unwrap_or_default();
+                let mut extra: Vec<&str> = if kind == Kind::RportBypass {
+                    vec!["--egress", "bypass"]
                 } else {
-                    &[]
+                    vec![]
                 };
+                extra.extend(env.split_whitespace());
                 b.rport = Some(Rport::start(
                     &b.gw,
                     GW_OUTSIDE,
                     GW_INSIDE,
                     &pins,
                     &b.dir.join("rport.log"),
-                    extra,
+                    &extra,
                 )?);
                 b._pins = Some(pins);
             }
