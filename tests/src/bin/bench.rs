@@ -231,19 +231,12 @@ fn xdp(quick: bool) -> Result<()> {
     Ok(())
 }
 
-/// `bench probe RATE… [--bypass]`: the rport bed only (`--bypass`: with `--egress
-/// bypass`), one 1-second step per rate, with rport's own counters after each (for looking
-/// into a figure of `gateways`).
+/// `bench probe RATE…`: the rport bed only, one 1-second step per rate, with rport's own
+/// counters after each (for looking into a figure of `gateways`).
 fn probe(rates: &[String]) -> Result<()> {
     let bench = std::env::current_exe()?;
     let _stats = load::BpfStats::enable()?;
-    // `--bypass`: the bed of the "rport --egress bypass" row.
-    let kind = if rates.iter().any(|r| r == "--bypass") {
-        Kind::RportBypass
-    } else {
-        Kind::Rport
-    };
-    let mut b = Bed::new(kind, &bench)?;
+    let mut b = Bed::new(Kind::Rport, &bench)?;
     for r in rates.iter().filter(|r| !r.starts_with("--")) {
         let s = b.step(&bench, r.parse()?, 1.0)?;
         let st = b.rport.as_ref().unwrap().stats()?;
@@ -502,18 +495,21 @@ impl Bed {
             }
             Kind::Rport | Kind::RportBypass => {
                 let pins = Bpffs::new()?;
-                let extra: &[&str] = if kind == Kind::RportBypass {
-                    &["--egress", "bypass"]
+                // The row's own flags, then any given for an A/B of one option.
+                let env = std::env::var("RPORT_BENCH_RPORT_ARGS").unwrap_or_default();
+                let mut extra: Vec<&str> = if kind == Kind::RportBypass {
+                    vec!["--egress", "bypass"]
                 } else {
-                    &[]
+                    vec![]
                 };
+                extra.extend(env.split_whitespace());
                 b.rport = Some(Rport::start(
                     &b.gw,
                     GW_OUTSIDE,
                     GW_INSIDE,
                     &pins,
                     &b.dir.join("rport.log"),
-                    extra,
+                    &extra,
                 )?);
                 b._pins = Some(pins);
             }
