@@ -91,9 +91,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = rport_common::MAX_BINDINGS,
           value_parser = parse_max_bindings)]
     pub max_bindings: u32,
-    /// How steered responses leave the gateway: `kernel` (its forwarding: nftables forward
-    /// and postrouting chains, conntrack, rp_filter) or `bypass` (bpf_fib_lookup and
-    /// bpf_redirect from XDP, past all of those; docs/OPERATIONS.md, "Egress").
+    /// How steered responses and rewritten requests leave the gateway: `kernel` (its
+    /// forwarding: nftables forward and postrouting chains, conntrack, rp_filter) or
+    /// `bypass` (bpf_fib_lookup in XDP, then bpf_redirect for responses and AF_XDP TX for
+    /// requests, past all of those; docs/OPERATIONS.md, "Egress").
     #[arg(long, value_enum, default_value_t = loader::Egress::Kernel)]
     pub egress: loader::Egress,
     /// TOML file of these flags (keys: their long names, `sip-port = [5060, 5080]`); a

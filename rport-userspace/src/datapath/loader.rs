@@ -41,7 +41,7 @@ pub struct LoadConfig {
     pub contact_alias: bool,
     /// Entries of the BINDINGS map (`--max-bindings`), checked by [`check_max_bindings`].
     pub max_bindings: u32,
-    /// How steered responses leave the gateway (`--egress`).
+    /// How steered responses and rewritten requests leave the gateway (`--egress`).
     pub egress: Egress,
 }
 
@@ -54,7 +54,8 @@ pub enum Egress {
     #[default]
     Kernel,
     /// Past it: XDP looks up the route and neighbour (`bpf_fib_lookup`) and redirects
-    /// steered responses out of the egress interface itself; what it cannot send (no
+    /// steered responses out of the egress interface itself, and the daemon sends
+    /// rewritten requests out by AF_XDP TX (datapath/egress.rs); what neither can send (no
     /// neighbour yet, too big, TTL expiring) still goes the kernel's way.
     Bypass,
 }
