@@ -333,6 +333,26 @@ fn forward_rules_that_bypass_would_skip() {
         "{text}"
     );
 
+    // A veth under bypass: its peer needs an XDP program (yellow), only when asked.
+    ns.ip(&[
+        "link", "add", "ckf-a", "type", "veth", "peer", "name", "ckf-b",
+    ])
+    .unwrap();
+    let o = check(&ns, "--inside ckf-a --egress bypass --json");
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(iface(&j, "ckf-a")["kind"], "veth");
+    assert_eq!(verdict(&j, "bypass_veth", Some("ckf-a"))["status"], "warn");
+    let o = check(&ns, "--inside ckf-a --json");
+    let j: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        !j["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["check"] == "bypass_veth"),
+        "{j}"
+    );
+
     sh(ns.cmd("nft").args(["flush", "ruleset"])).unwrap();
     let (l, _) = line("--egress bypass");
     assert_eq!(l["status"], "ok", "{l}");

@@ -134,6 +134,7 @@ fn iface(name: &str, role: &'static str, prog: Option<&mut Xdp>) -> Iface {
             native_xdp: Probe::Skipped("no such interface".into()),
             af_xdp: Err("no such interface".into()),
             rp_filter: None,
+            kind: None,
         };
     };
     let sys = |f: &str| read(&format!("/sys/class/net/{name}/{f}"));
@@ -193,7 +194,22 @@ fn iface(name: &str, role: &'static str, prog: Option<&mut Xdp>) -> Iface {
         native_xdp,
         af_xdp: xsk_probe(index).map_err(|e| format!("{e:#}")),
         rp_filter,
+        kind: link_kind(name),
     }
+}
+
+/// The link's kind from `ip -d -j link show` (`linkinfo.info_kind`): none for a NIC.
+fn link_kind(name: &str) -> Option<String> {
+    let o = std::process::Command::new("ip")
+        .args(["-d", "-j", "link", "show", "dev", name])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).ok()?;
+    v.get(0)?
+        .get("linkinfo")?
+        .get("info_kind")?
+        .as_str()
+        .map(String::from)
 }
 
 /// An error and its sources on one line (aya's errors keep the errno in a source).

@@ -111,6 +111,8 @@ pub struct Iface {
     /// Effective reverse-path filter: the larger of conf/all and conf/IF (0 off, 1 strict,
     /// 2 loose).
     pub rp_filter: Option<u32>,
+    /// The link's kind (`ip -d link`: `veth`, `vlan`, …; none for a plain NIC).
+    pub kind: Option<String>,
 }
 
 fn xsk_json<S: serde::Serializer>(r: &Result<XskMode, String>, s: S) -> Result<S::Ok, S::Error> {
@@ -502,6 +504,19 @@ pub fn judge_iface(i: &Iface) -> Vec<Line> {
     out
 }
 
+/// `--egress bypass` on a veth: a frame XDP redirects into a veth is dropped unless the
+/// veth's peer has an XDP program of its own (the kernel's veth_xdp_xmit), so rport's
+/// redirected responses out of this interface reach nobody without one there.
+fn bypass_veth(n: &str) -> Line {
+    line(
+        "bypass_veth",
+        Some(n),
+        Status::Warn,
+        format!("{n}: a veth: --egress bypass redirects out of it only if its peer has an XDP program (else the kernel drops them)"),
+        Some("attach an XDP program that passes everything to the peer (rport's rport_pass), or --egress kernel".into()),
+    )
+}
+
 /// The whole report: the facts and their lines; `ok` is false when rport cannot run.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -516,6 +531,9 @@ impl Report {
         let mut checks = judge_host(&host);
         for i in &interfaces {
             checks.extend(judge_iface(i));
+            if host.egress_bypass && i.kind.as_deref() == Some("veth") {
+                checks.push(bypass_veth(&i.name));
+            }
         }
         Report {
             ok: checks.iter().all(|l| l.status != Status::Fail),
@@ -558,6 +576,7 @@ mod tests {
             native_xdp: Probe::Ok,
             af_xdp: Ok(XskMode::Zerocopy),
             rp_filter: Some(0),
+            kind: None,
         }
     }
 
@@ -709,6 +728,25 @@ mod tests {
                 assert!(l.fix.is_some(), "{l:?}");
             }
         }
+    }
+
+    #[test]
+    fn bypass_on_a_veth_is_a_yellow_line() {
+        let veth = Iface {
+            kind: Some("veth".into()),
+            ..iface()
+        };
+        let r = Report::new(host(), vec![veth.clone()]);
+        assert!(r.checks.iter().all(|l| l.check != "bypass_veth"));
+        let h = Host {
+            egress_bypass: true,
+            ..host()
+        };
+        let r = Report::new(h.clone(), vec![veth]);
+        assert_eq!(status(&r, "bypass_veth"), Status::Warn);
+        assert!(r.ok);
+        let r = Report::new(h, vec![iface()]);
+        assert!(r.checks.iter().all(|l| l.check != "bypass_veth"));
     }
 
     #[test]
