@@ -80,6 +80,23 @@ mod prog {
 
     #[xdp]
     pub fn rport(ctx: XdpContext) -> u32 {
+        // A datagram to and from no SIP port: its ports decide it, before the scratch slot
+        // and the full parse. The same outcome as `parse` + `classify` give it.
+        if not_sip(&ctx) {
+            count_known(Outcome::NotSip.counters(Done::default()).bits());
+            return xdp_action::XDP_PASS;
+        }
+        frame(ctx.ctx)
+    }
+
+    /// Everything after [`not_sip`]: the parse, the scan, the decision.
+    ///
+    /// Not inlined: in one function with the port check, the compiler keeps what it read
+    /// on the stack, the verifier carries those slots into every state of the scan's
+    /// callback, and it no longer verifies within the 1M-instruction limit.
+    #[inline(never)]
+    fn frame(raw: *mut aya_ebpf::bindings::xdp_md) -> u32 {
+        let ctx = XdpContext::new(raw);
         let Some(wp) = verifier::work() else {
             // Never: the slot exists from load on (the verifier wants the check).
             count(Counter::Packets as u32);
@@ -189,6 +206,15 @@ mod prog {
         }
         // SAFETY: plain helper call.
         unsafe { bpf_redirect(ifindex, 0) as u32 }
+    }
+
+    /// A datagram to and from no SIP port, by [`parse::udp_ports`].
+    #[inline(always)]
+    fn not_sip(ctx: &XdpContext) -> bool {
+        match parse::udp_ports(&Frame(ctx)) {
+            Some((sport, dport)) => !is_sip_port(dport) && !is_sip_port(sport),
+            None => false,
+        }
     }
 
     /// Outcomes decided before the scan: their counter sets are few and known to the
@@ -842,6 +868,9 @@ mod prog {
             pos: u64,
             /// The counter set of the outcome, on its way to `count_all` ([`forget`]).
             counters: u64,
+            /// A run's length on its way to the steps after it (`scan_step`), for the
+            /// same reason.
+            run: u32,
             /// The response's tag, decoded by `check_tag` (here, not on the stack).
             pub tag: rport_common::tag::Tag,
             /// `bpf_fib_lookup`'s parameters (`--egress bypass`; here, not on the stack).
@@ -984,8 +1013,8 @@ mod prog {
         }
 
         /// One `bpf_loop` iteration: 32 or 8 bytes at once while the scanner skips a line
-        /// (the start line, headers it does not read), else up to 8 scanner steps on one
-        /// load, or one step near the end. Returns 1 to stop. Same result as one step per
+        /// (the start line, headers it does not read), else up to 8 bytes on one load (a
+        /// run of the state's class, then scanner steps), or one step near the end. Returns 1 to stop. Same result as one step per
         /// byte: `Scan::run_chunked` is this loop on the host.
         #[inline(never)]
         unsafe extern "C" fn scan_step(_i: u64, lc: *mut c_void) -> i64 {
@@ -1025,15 +1054,29 @@ mod prog {
                 w.pos = pos + w.scan.skip_word(word) as u64;
                 return 0;
             }
-            // Up to 8 scanner steps on one 8-byte load: the loop overhead and the bounds
-            // check are paid once per word instead of once per byte.
+            // Up to 8 bytes on one 8-byte load (`Scan::step_word`: a run, then steps): the
+            // loop overhead and the bounds check are paid once per word, not per byte.
             if pos + 8 <= n {
                 if data + off + 8 > end {
                     return 1;
                 }
                 // SAFETY: in bounds (checked above).
-                let b = unsafe { load64(data + off) }.to_le_bytes();
-                let (adv, go_on) = w.scan.step_word(&b);
+                let word = unsafe { load64(data + off) };
+                // `Scan::step_word`, with the run's length forgotten (`forget`) before the
+                // steps: known exactly on each of the run loops' exits, it would have the
+                // steps verified once per length.
+                let run = w.scan.run_word(word);
+                if run >= 8 {
+                    w.pos = pos + 8;
+                    return 0;
+                }
+                // SAFETY: a field of this CPU's slot; volatile, so the round trip stays.
+                let run = unsafe {
+                    let p = core::ptr::addr_of_mut!(w.run);
+                    core::ptr::write_volatile(p, run);
+                    core::ptr::read_volatile(p)
+                };
+                let (adv, go_on) = w.scan.step_rest(word, run);
                 w.pos = pos + adv as u64;
                 return if go_on { 0 } else { 1 };
             }

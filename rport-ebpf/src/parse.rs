@@ -103,6 +103,45 @@ fn clear(h: &mut Headers) {
     }
 }
 
+/// The UDP ports (source, destination) of a frame that [`parse`] accepts, read without
+/// filling [`Headers`]: untagged IPv4 that is not a later fragment, or IPv6 with UDP
+/// right after its fixed header; the UDP header whole, its length at least 8. `None` for
+/// anything else (VLAN tags, other protocols, anything `parse` refuses): the caller then
+/// runs `parse`, which decides those.
+///
+/// Why: a datagram to and from no SIP port needs nothing but its ports (it is counted
+/// `non_sip` and passed), while `parse` costs it the per-CPU scratch lookup, the clearing
+/// of [`Headers`] and the stores of both addresses.
+#[inline(always)]
+pub fn udp_ports<P: Packet>(p: &P) -> Option<(u16, u16)> {
+    let proto = p.be16(12)?;
+    let udp_off = if proto == ETH_P_IP {
+        let ip = p.read::<[u8; 20]>(ETH_HLEN)?;
+        let ihl = ((ip[0] & 0x0f) as usize) * 4;
+        let frag = u16::from_be_bytes([ip[6], ip[7]]);
+        if ip[0] >> 4 != 4 || ihl < 20 || ip[9] != IPPROTO_UDP || frag & 0x1fff != 0 {
+            return None;
+        }
+        ETH_HLEN + ihl
+    } else if proto == ETH_P_IPV6 {
+        let ip = p.read::<[u8; IPV6_HLEN]>(ETH_HLEN)?;
+        if ip[6] != IPPROTO_UDP {
+            return None;
+        }
+        ETH_HLEN + IPV6_HLEN
+    } else {
+        return None;
+    };
+    let udp = p.read::<[u8; UDP_HLEN]>(udp_off)?;
+    if (u16::from_be_bytes([udp[4], udp[5]]) as usize) < UDP_HLEN {
+        return None;
+    }
+    Some((
+        u16::from_be_bytes([udp[0], udp[1]]),
+        u16::from_be_bytes([udp[2], udp[3]]),
+    ))
+}
+
 /// Parses a frame down to its UDP payload, into `h` (filled in place: on the XDP side it
 /// is a per-CPU scratch map value, because the BPF stack is only 512 bytes).
 #[inline(always)]
@@ -306,7 +345,20 @@ mod tests {
         let mut h = Headers::default();
         let r = parse(&f, &mut h).map(|()| h);
         assert_eq!(r, headers(f), "parse and headers disagree");
+        assert_eq!(
+            udp_ports(&f),
+            ports_by_parse(&r),
+            "udp_ports and parse disagree"
+        );
         r
+    }
+
+    /// What [`udp_ports`] must give for a frame `parse` made `r` of: the ports of an
+    /// untagged frame it accepts (l3 right after the Ethernet header), nothing otherwise.
+    fn ports_by_parse(r: &Result<Headers, ParseError>) -> Option<(u16, u16)> {
+        r.ok()
+            .filter(|h| h.l3 as usize == ETH_HLEN)
+            .map(|h| (h.sport, h.dport))
     }
 
     fn expect_v4(l3: u16, l4: u16, payload_len: u16) -> Headers {
@@ -769,5 +821,51 @@ mod tests {
             }
         }
         assert!(oks > 100, "{oks}");
+    }
+
+    /// The non-SIP shortcut of the XDP program (`udp_ports`, before the scratch slot)
+    /// decides exactly the frames `parse` accepts untagged, with the same ports: mutated
+    /// untagged IPv4 (with and without options, fragments) and IPv6 frames, cut anywhere.
+    #[test]
+    fn udp_ports_agrees_with_parse() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let templates = [
+            v4_frame(&[], &[], SIP),
+            v4_frame(&[], &[1; 8], SIP),
+            v6_frame(&[], SIP),
+            v4_frame(&[(ETH_P_8021Q, 7)], &[], SIP),
+        ];
+        let (mut some, mut none) = (0, 0);
+        for i in 0..20_000 {
+            let mut f = templates[i % templates.len()].clone();
+            // Flip a few bytes of the headers (ethertype, IP, UDP), cut at a random length.
+            for _ in 0..(next() % 3) {
+                let at = 12 + (next() % 50) as usize;
+                f[at] = match next() % 4 {
+                    0 => 0,
+                    1 => 0xff,
+                    2 => f[at] ^ (1 << (next() % 8)),
+                    _ => next() as u8,
+                };
+            }
+            let cut = if next() % 2 == 0 {
+                f.len()
+            } else {
+                (next() % (f.len() as u64 + 1)) as usize
+            };
+            let f = &f[..cut];
+            let mut h = Headers::default();
+            let r = parse(&f, &mut h).map(|()| h);
+            let got = udp_ports(&f);
+            assert_eq!(got, ports_by_parse(&r), "{f:02x?}");
+            if got.is_some() { some += 1 } else { none += 1 }
+        }
+        assert!(some > 1000 && none > 1000, "{some} {none}");
     }
 }

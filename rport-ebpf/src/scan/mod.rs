@@ -10,7 +10,8 @@
 //!
 //! The files: this one is the driver (lines, header names, folds, the Call-ID, [`Scan`]
 //! and its runs), `via.rs` the Via value grammar, `swar.rs` the word-at-a-time paths over
-//! the lines the scanner skips, `tests.rs` the host tests.
+//! the lines the scanner skips, `run.rs` the runs of one character class inside a value
+//! (taken without a step per byte), `tests.rs` the host tests.
 //!
 //! # The grammar
 //!
@@ -90,6 +91,7 @@ use rport_common::{flags, hash};
 
 #[cfg(not(target_arch = "bpf"))]
 mod check;
+mod run;
 mod ruri;
 mod swar;
 #[cfg(test)]
@@ -695,7 +697,8 @@ impl Scan {
     }
 
     /// [`Scan::run`] driven exactly as the XDP program's `bpf_loop` callback drives it
-    /// (32 or 8 bytes at a time while skipping, 8 steps on one load otherwise, single
+    /// (32 or 8 bytes at a time while skipping, a run and steps on one 8-byte load
+    /// otherwise, single
     /// steps near the end). Gives the same result as `run` (every host test checks it).
     pub fn run_chunked(bytes: &[u8]) -> Scan {
         Scan::run_chunked_as(look::VIA, bytes)
@@ -714,7 +717,7 @@ impl Scan {
             } else if s.skipping() && pos + 8 <= n {
                 pos += s.skip_word(word(pos)) as usize;
             } else if pos + 8 <= n {
-                let (adv, go_on) = s.step_word(bytes[pos..pos + 8].try_into().unwrap());
+                let (adv, go_on) = s.step_word(word(pos));
                 if !go_on {
                     return s;
                 }

@@ -1,6 +1,6 @@
 //! Word-at-a-time paths for the XDP loop: skipping the lines the scanner ignores 8 or 32
-//! bytes per `bpf_loop` iteration (an SWAR search for the LF), and up to 8 byte steps on
-//! one 8-byte load elsewhere.
+//! bytes per `bpf_loop` iteration (an SWAR search for the LF), and up to 8 bytes on one
+//! 8-byte load elsewhere (a run, `run.rs`, then byte steps).
 //!
 //! Why: one `bpf_loop` iteration costs about as much as a whole scanner step, and most
 //! bytes before the top Via (and every byte before a Call-ID) are skipped bytes. Each path
@@ -74,18 +74,35 @@ impl Scan {
         adv
     }
 
-    /// Up to eight [`Scan::step`]s over the bytes of one word, stopping early when the
-    /// scan is over or the scanner starts skipping (the word paths are faster there).
-    /// Returns the bytes consumed and whether to go on.
+    /// One word outside the skipped lines (`w`, loaded little-endian): first a run of the
+    /// current state ([`Scan::run_word`]), then [`Scan::step_rest`] over the rest. Returns
+    /// the bytes consumed and whether to go on.
     #[inline(always)]
-    pub fn step_word(&mut self, b: &[u8; 8]) -> (u32, bool) {
+    pub fn step_word(&mut self, w: u64) -> (u32, bool) {
+        let run = self.run_word(w);
+        if run >= 8 {
+            return (8, true);
+        }
+        self.step_rest(w, run)
+    }
+
+    /// [`Scan::step`]s over the bytes of `w` from byte `from` (< 8) on, stopping early when
+    /// the scan is over or the scanner starts skipping (the word paths are faster there).
+    /// Returns the bytes of the word consumed (`from` included) and whether to go on.
+    #[inline(always)]
+    pub fn step_rest(&mut self, w: u64, from: u32) -> (u32, bool) {
+        let from = from & 7;
+        let rest = w >> (8 * from);
         let mut k = 0;
         while k < 8 {
-            if !self.step(b[k]) {
-                return (k as u32 + 1, false);
+            if from + k >= 8 {
+                break;
+            }
+            if !self.step((rest >> (8 * k)) as u8) {
+                return (from + k + 1, false);
             }
             if self.skipping() {
-                return (k as u32 + 1, true);
+                return (from + k + 1, true);
             }
             k += 1;
         }

@@ -16,7 +16,7 @@ const P_RPORT: u64 = pack(b"rport");
 const P_RECEIVED: u64 = pack(b"received");
 pub(super) const P_TAG: u64 = pack(rport_common::tag::PARAM);
 /// RFC 3261 magic cookie `z9hG4bK`, first byte in the low bits.
-const COOKIE_WORD: u64 = u64::from_le_bytes(*b"z9hG4bK\0");
+pub(super) const COOKIE_WORD: u64 = u64::from_le_bytes(*b"z9hG4bK\0");
 
 // Kind of the parameter being read (`Scan::pkind`).
 /// Any parameter whose value does not matter (received's included: only its presence does).
@@ -92,14 +92,14 @@ const ALNUM: Class = DIGIT
 /// `tchar`.
 pub(super) const TOKEN: Class = ALNUM.or(Class::of(b"-.!%*_+`'~"));
 /// A host name or IPv4 literal.
-const HOST: Class = ALNUM.or(Class::of(b"-."));
+pub(super) const HOST: Class = ALNUM.or(Class::of(b"-."));
 /// Inside the brackets of an IPv6 reference.
 const HOST6: Class = DIGIT
     .or(Class::range(b'a', b'f'))
     .or(Class::range(b'A', b'F'))
     .or(Class::of(b":."));
 /// An unquoted parameter value: a token or a host (IPv6 with or without brackets).
-const VALUE: Class = TOKEN.or(Class::of(b":[]"));
+pub(super) const VALUE: Class = TOKEN.or(Class::of(b":[]"));
 /// `qdtext` below 128 (SP and HTAB included; folds arrive as their SP/HTAB).
 const QDTEXT: Class = Class::of(b" \t!")
     .or(Class::range(0x23, 0x5b))
@@ -342,7 +342,7 @@ impl Scan {
     }
 
     #[inline(always)]
-    fn host_byte(&mut self, c: u8) {
+    pub(super) fn host_byte(&mut self, c: u8) {
         self.host_hash = hash::step(self.host_hash, c);
         self.host_len += 1;
         if self.flags & flags::SENT_BY_V6 != 0 {
