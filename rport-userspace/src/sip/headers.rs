@@ -251,7 +251,7 @@ pub fn frame_via_call_id(m: &[u8]) -> Option<Framed> {
             }
         }
     };
-    for lf in lfs {
+    while let Some(lf) = lfs.next() {
         // The line `m[line..lf]`: a fold goes on with the header before it.
         if is_ws(m[line]) {
             if let Some(o) = &mut open {
@@ -284,6 +284,15 @@ pub fn frame_via_call_id(m: &[u8]) -> Option<Framed> {
         }
         if line >= m.len() {
             return None;
+        }
+        if via.is_some() && call_id.is_some() && open.is_none() {
+            // Both found: what is left is the end of the headers, which `frame` finds.
+            let end = lfs.map(|p| p + 1).find(|&i| empty_line(m, i))?;
+            return Some(Framed {
+                h: Headers { start, end },
+                via,
+                call_id,
+            });
         }
     }
     None

@@ -147,6 +147,7 @@ impl Text {
         len: 0,
     };
 
+    #[inline(always)]
     fn put(&mut self, b: &[u8]) {
         self.buf[self.len..self.len + b.len()].copy_from_slice(b);
         self.len += b.len();
@@ -158,6 +159,7 @@ impl Text {
 
     /// `;received=<addr>`. IPv4 written by hand (the common case); IPv6 through `Display`,
     /// which compresses zeros as RFC 5952 says, without brackets (RFC 5118 §4.5).
+    #[inline(always)]
     fn received(addr: IpAddr) -> Text {
         let mut t = Text::EMPTY;
         t.put(b";received=");
@@ -178,6 +180,7 @@ impl Text {
     }
 
     /// `;rport=<port>`.
+    #[inline(always)]
     fn rport(port: u16) -> Text {
         let mut t = Text::EMPTY;
         t.put(b";rport=");
@@ -186,6 +189,7 @@ impl Text {
     }
 
     /// `;rptag=<tag>`, or nothing (a client's tag removed).
+    #[inline(always)]
     fn tag(tag: Option<&rport_common::tag::TagBuf>) -> Text {
         let mut t = Text::EMPTY;
         if let Some(tag) = tag {
@@ -197,6 +201,7 @@ impl Text {
         t
     }
 
+    #[inline(always)]
     fn decimal(&mut self, v: u16) {
         let mut d = [0u8; 5];
         let mut i = d.len();
