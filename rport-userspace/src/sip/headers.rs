@@ -322,30 +322,40 @@ pub fn find_from(
     // A name that matches starts with the first letter of one of the two: any other line
     // is passed over on its first byte.
     let first = |c: u8, name: &[u8]| name.first().is_none_or(|f| c.eq_ignore_ascii_case(f));
+    // Names without a colon or SP/HTAB (header names) are matched in place
+    // ([`name_then_colon`]); any other is compared with what stands before the colon.
+    let plain = |name: &[u8]| !name.iter().any(|&c| c == b':' || is_ws(c));
+    let in_place = plain(long) && plain(short);
     let mut lfs = Lfs::new(m, from);
     let mut i = from;
     while i < end {
         let le = lfs.next().unwrap_or(m.len()).min(end);
         if !is_ws(m[i]) && (first(m[i], long) || first(m[i], short)) {
-            if let Some(colon) = memchr::memchr(b':', &m[i..le]) {
-                // Trailing SP/HTAB only: any other byte (a CR, say) is part of the name.
-                let mut n = i + colon;
-                while n > i && is_ws(m[n - 1]) {
-                    n -= 1;
-                }
-                let name = &m[i..n];
-                if name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(short) {
-                    // The header goes on while the next line starts with SP/HTAB.
-                    let mut e = le;
-                    while e + 1 < end && is_ws(m[e + 1]) {
-                        e = lfs.next().unwrap_or(m.len()).min(end);
+            let colon = if in_place {
+                name_then_colon(m, i, le, long).or_else(|| name_then_colon(m, i, le, short))
+            } else {
+                memchr::memchr(b':', &m[i..le]).map(|c| i + c).filter(|&c| {
+                    // Trailing SP/HTAB only: any other byte (a CR, say) is part of the
+                    // name.
+                    let mut n = c;
+                    while n > i && is_ws(m[n - 1]) {
+                        n -= 1;
                     }
-                    let mut ve = e;
-                    if ve > 0 && m[ve - 1] == b'\r' {
-                        ve -= 1;
-                    }
-                    return Some((i + colon + 1..ve.max(i + colon + 1), e + 1));
+                    let name = &m[i..n];
+                    name.eq_ignore_ascii_case(long) || name.eq_ignore_ascii_case(short)
+                })
+            };
+            if let Some(colon) = colon {
+                // The header goes on while the next line starts with SP/HTAB.
+                let mut e = le;
+                while e + 1 < end && is_ws(m[e + 1]) {
+                    e = lfs.next().unwrap_or(m.len()).min(end);
                 }
+                let mut ve = e;
+                if ve > 0 && m[ve - 1] == b'\r' {
+                    ve -= 1;
+                }
+                return Some((colon + 1..ve.max(colon + 1), e + 1));
             }
         }
         i = le + 1;
