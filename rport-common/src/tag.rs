@@ -720,6 +720,15 @@ impl core::fmt::Debug for TagBuf {
 /// Writes `digits` hex digits of `v` at `at`, most significant first.
 fn put_hex(b: &mut TagBuf, v: u64, digits: usize) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
+    // One bounds check for the digits, not one per digit (a tag's 38 or 62 digits were a
+    // third of the tag's cost); every tag fits, the loop below is for what would not.
+    if let Some(out) = b.buf.get_mut(b.len..b.len + digits) {
+        for (i, c) in out.iter_mut().enumerate() {
+            *c = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
+        }
+        b.len += digits;
+        return;
+    }
     let mut i = 0;
     while i < digits {
         let d = (v >> (4 * (digits - 1 - i))) & 0xf;

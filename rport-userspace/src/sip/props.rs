@@ -416,9 +416,21 @@ pub fn check_message(m: &[u8], src: Observed, force_rport: bool, t: TagBuf) -> R
 /// start line, and every header value found (Via, Call-ID, Contact, long or compact) lies
 /// inside the header section, each search moving forward.
 pub fn check_headers(m: &[u8]) -> Result<(), Fail> {
+    let framed = headers::frame_via_call_id(m);
     let Some(h) = headers::frame(m) else {
+        ensure!(framed.is_none(), "framed in one walk only: {framed:?}");
         return Ok(());
     };
+    // The rewrite's one walk finds what the three searches find.
+    ensure_eq!(
+        framed,
+        Some(headers::Framed {
+            h,
+            via: headers::find(m, &h, b"via", b"v"),
+            call_id: headers::call_id_in(m, &h),
+        }),
+        "the one walk and the three searches"
+    );
     ensure!(
         0 < h.start && h.start <= h.end && h.end <= m.len(),
         "framing {h:?} of {}",
