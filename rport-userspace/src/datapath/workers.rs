@@ -236,14 +236,16 @@ pub fn set_slice(slice: Duration) -> std::io::Result<()> {
         util_min: u32,
         util_max: u32,
     }
-    // SCHED_FLAG_KEEP_PARAMS: keep nice; SCHED_FLAG_KEEP_POLICY: keep SCHED_OTHER.
+    // SCHED_FLAG_KEEP_POLICY: the thread's policy stays. Not SCHED_FLAG_KEEP_PARAMS: the
+    // kernel then skips the parameters, the slice among them; the nice is given as it is.
     const KEEP_POLICY: u64 = 0x08;
-    const KEEP_PARAMS: u64 = 0x10;
+    // SAFETY: getpriority of this thread; -1 is also a valid nice, which is what we pass on.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
     let attr = SchedAttr {
         size: std::mem::size_of::<SchedAttr>() as u32,
         policy: libc::SCHED_OTHER as u32,
-        flags: KEEP_POLICY | KEEP_PARAMS,
-        nice: 0,
+        flags: KEEP_POLICY,
+        nice,
         priority: 0,
         runtime: slice.as_nanos() as u64,
         deadline: 0,
@@ -335,6 +337,31 @@ mod tests {
                 assert_eq!(all, (0..q).collect::<Vec<_>>());
             }
         }
+    }
+
+    #[test]
+    fn the_slice_is_the_threads() {
+        // On a thread of its own: the test harness's threads keep theirs.
+        std::thread::spawn(|| {
+            let slice = |s: &str| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("se.slice"))
+                    .and_then(|v| v.trim().trim_start_matches(':').trim().parse::<f64>().ok())
+            };
+            let Some(before) = std::fs::read_to_string("/proc/thread-self/sched")
+                .ok()
+                .and_then(|s| slice(&s))
+            else {
+                return; // no CONFIG_SCHED_DEBUG: nothing to read it from
+            };
+            if set_slice(Duration::from_micros(200)).is_err() {
+                return; // a kernel before 6.12 refuses a runtime for SCHED_OTHER
+            }
+            let after = slice(&std::fs::read_to_string("/proc/thread-self/sched").unwrap());
+            assert_eq!(after, Some(200_000.0), "was {before}");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -302,16 +302,24 @@ fn tail(a: &[String]) -> Result<()> {
     }
     let load_before = loadavg();
     let mut lat: Vec<Vec<GenReport>> = vec![Vec::new(); beds.len()];
+    // The forwarding threads' run-queue wait and runs over the steps.
+    let mut sched = vec![(0u64, 0u64); beds.len()];
     for round in 0..rounds {
         for (i, b) in beds.iter_mut().enumerate() {
+            let w0 = b.worker_sched();
             let s = b.step(&bench, rate, 2.0)?;
+            let w1 = b.worker_sched();
+            sched[i].0 += w1.0 - w0.0;
+            sched[i].1 += w1.1 - w0.1;
             eprintln!(
-                "round {round} {:40} p50 {:6.0} p99 {:6.0} p99.9 {:6.0} µs loss {:.3}%",
+                "round {round} {:40} p50 {:6.0} p99 {:6.0} p99.9 {:6.0} µs loss {:.3}% worker runs {} wait/run {:.1} µs",
                 b.name(),
                 s.load.p50_us,
                 s.load.p99_us,
                 s.load.p999_us,
-                s.load.loss() * 100.0
+                s.load.loss() * 100.0,
+                w1.1 - w0.1,
+                (w1.0 - w0.0) as f64 / (w1.1 - w0.1).max(1) as f64 / 1000.0
             );
             lat[i].push(s.load);
         }
@@ -326,12 +334,22 @@ fn tail(a: &[String]) -> Result<()> {
         loadavg()
     );
     println!(
-        "| gateway | p50 (µs) | p99 (µs) | p99.9 (µs) | p99 of each step (µs) | loss |\n|---|---:|---:|---:|---|---:|"
+        "| gateway | p50 (µs) | p99 (µs) | p99.9 (µs) | p99 of each step (µs) | loss | worker runs per request | worker wait per run (µs) |\n|---|---:|---:|---:|---|---:|---:|---:|"
     );
     for (i, b) in beds.iter().enumerate() {
         let l = &lat[i];
+        let sent: u64 = l.iter().map(|r| r.sent).sum();
+        let (wait, runs) = sched[i];
+        let (per_req, per_run) = if b.kind == Kind::Rport {
+            (
+                format!("{:.3}", runs as f64 / sent.max(1) as f64),
+                format!("{:.1}", wait as f64 / runs.max(1) as f64 / 1000.0),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.2}% |",
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.2}% | {per_req} | {per_run} |",
             b.name(),
             median(l, |r| r.p50_us),
             median(l, |r| r.p99_us),
@@ -783,6 +801,37 @@ impl Bed {
     /// Frames the XDP program saw on each rx queue of the gateway's outside interface.
     fn queue_packets(&self) -> Vec<u64> {
         rport_tests::queues::xdp_packets(&self.gw, GW_OUTSIDE).unwrap_or_default()
+    }
+
+    /// The forwarding threads' scheduler figures so far, summed: (run-queue wait ns,
+    /// times run) from /proc/PID/task/TID/schedstat; the wait per run is how long a woken
+    /// worker waited for a CPU.
+    fn worker_sched(&self) -> (u64, u64) {
+        let Some(r) = &self.rport else {
+            return (0, 0);
+        };
+        let pid = r.proc.child.as_ref().unwrap().id();
+        let mut sum = (0, 0);
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+        {
+            let Ok(t) = t else { continue };
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("rport-gw-out") {
+                continue;
+            }
+            let st = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            let f: Vec<u64> = st
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if let [_, wait, runs] = f[..] {
+                sum.0 += wait;
+                sum.1 += runs;
+            }
+        }
+        sum
     }
 
     fn gateway_pids(&self) -> Vec<u32> {
