@@ -14,7 +14,7 @@ use std::{
 
 use crate::{
     datapath::{
-        afxdp::XskQueue,
+        afxdp::{RX_BATCH, XskQueue},
         inject::{Batch, FrameSender},
     },
     observe::dstats::DaemonStats,
@@ -154,12 +154,16 @@ pub struct Wait {
     empty: u32,
     empty_since: Option<Instant>,
     fds: Vec<libc::pollfd>,
+    /// Busy-poll the sockets while spinning (`busy_poll`): a non-blocking recvfrom on
+    /// each, which runs the queue's NAPI in this thread.
+    busy_poll: bool,
 }
 
 impl Wait {
     pub fn new(fds: &[RawFd], spin: Spin) -> Wait {
         Wait {
             spin,
+            busy_poll: false,
             empty: 0,
             empty_since: None,
             fds: fds
@@ -191,7 +195,24 @@ impl Wait {
             }
         };
         if spinning {
-            std::hint::spin_loop();
+            if self.busy_poll {
+                for p in &self.fds {
+                    // SAFETY: a zero-length non-blocking recvfrom on our socket: no buffer
+                    // is written (AF_XDP's recvmsg only busy-polls and kicks the kernel).
+                    unsafe {
+                        libc::recvfrom(
+                            p.fd,
+                            std::ptr::null_mut(),
+                            0,
+                            libc::MSG_DONTWAIT,
+                            std::ptr::null_mut(),
+                            std::ptr::null_mut(),
+                        )
+                    };
+                }
+            } else {
+                std::hint::spin_loop();
+            }
             return false;
         }
         before_sleep();
@@ -207,6 +228,37 @@ impl Wait {
         self.busy();
         true
     }
+}
+
+/// Busy polling of an AF_XDP socket: SO_BUSY_POLL (µs), SO_PREFER_BUSY_POLL and
+/// SO_BUSY_POLL_BUDGET, so that a recvfrom runs the queue's NAPI in the calling thread
+/// (and, with the device's napi_defer_hard_irqs/gro_flush_timeout, keeps interrupts off
+/// meanwhile). Needs CAP_NET_ADMIN above net.core.busy_read.
+pub fn busy_poll(fd: RawFd, usecs: u32, budget: u32) -> std::io::Result<()> {
+    // asm-generic/socket.h: not all of them are in libc.
+    const SO_BUSY_POLL: libc::c_int = 46;
+    const SO_PREFER_BUSY_POLL: libc::c_int = 69;
+    const SO_BUSY_POLL_BUDGET: libc::c_int = 70;
+    for (opt, v) in [
+        (SO_PREFER_BUSY_POLL, 1),
+        (SO_BUSY_POLL, usecs as libc::c_int),
+        (SO_BUSY_POLL_BUDGET, budget as libc::c_int),
+    ] {
+        // SAFETY: setsockopt with an int option on our socket.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The spin before a sleep: [`DEFAULT_SPIN`]; RPORT_SPIN_US sets a time instead, for
@@ -287,6 +339,19 @@ pub fn run(
 ) {
     let fds: Vec<RawFd> = queues.iter().map(XskQueue::fd).collect();
     let mut wait = Wait::new(&fds, spin());
+    // RPORT_BUSY_POLL_US: busy-poll the sockets while spinning, for measuring.
+    if let Some(us) = std::env::var("RPORT_BUSY_POLL_US")
+        .ok()
+        .and_then(|s| s.parse::<u32>().ok())
+    {
+        wait.busy_poll = true;
+        for &fd in &fds {
+            if let Err(e) = busy_poll(fd, us, RX_BATCH as u32) {
+                tracing::warn!("busy polling of an AF_XDP socket: {e}");
+                wait.busy_poll = false;
+            }
+        }
+    }
     while !stop.load(Ordering::Relaxed) {
         let mut n = 0;
         for (i, q) in queues.iter_mut().enumerate() {
