@@ -387,6 +387,22 @@ mod tests {
     }
 
     #[test]
+    fn cpus_outside_the_affinity_are_refused() {
+        let allowed = allowed_cpus().unwrap();
+        assert!(!allowed.is_empty());
+        check_cpus(&allowed).unwrap();
+        check_cpus(&[]).unwrap();
+        let outside = (0..libc::CPU_SETSIZE as usize).find(|c| !allowed.contains(c));
+        if let Some(c) = outside {
+            let e = check_cpus(&[allowed[0], c]).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("--cpus: CPU {c} is not one rport may run on")),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn queues_over_workers() {
         assert_eq!(assign(1, None), vec![vec![0]]);
         assert_eq!(assign(4, None), vec![vec![0], vec![1], vec![2], vec![3]]);
