@@ -43,6 +43,7 @@ pub mod datapath {
     pub mod mmsg;
     pub mod probe;
     pub mod testrun;
+    pub mod workers;
 }
 
 pub mod privileges;

@@ -7,6 +7,7 @@ pub mod hostile;
 pub mod load;
 pub mod ns;
 pub mod packets;
+pub mod queues;
 pub mod sip;
 pub mod soak;
 pub mod topo;

@@ -149,6 +149,13 @@ fn big_buffers(s: &UdpSocket) {
     }
 }
 
+/// CPUs online (at least 1).
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
 fn cpu_self_ns() -> u64 {
     // SAFETY: getrusage fills the struct we hand it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -222,6 +229,24 @@ pub fn generate(
     secs: f64,
     drain: Duration,
 ) -> Result<GenReport> {
+    generate_flows(local, target, sent_by, rate, secs, drain, &[0])
+}
+
+/// [`generate`] from one socket per entry of `ports` (its local port, 0: the kernel's
+/// choice), each with a sender and a receiver thread of its own and `rate / ports.len()`
+/// of the load: several flows, flow i's sender pinned to CPU i (mod the CPUs online), so
+/// that a multi-queue bed's XPS puts each on a queue of its own (`queues::wire`). One
+/// report for all.
+pub fn generate_flows(
+    local: Ipv4Addr,
+    target: SocketAddrV4,
+    sent_by: Option<&str>,
+    rate: u64,
+    secs: f64,
+    drain: Duration,
+    ports: &[u16],
+) -> Result<GenReport> {
+    anyhow::ensure!(!ports.is_empty(), "no flow to send");
     // The address the route to the target leaves from: what an answer must come back to.
     let local = if local.is_unspecified() {
         let probe = UdpSocket::bind((local, 0))?;
@@ -233,81 +258,55 @@ pub fn generate(
     } else {
         local
     };
-    let sock = UdpSocket::bind((local, 0)).context("binding the generator socket")?;
-    big_buffers(&sock);
-    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
-    let own = sock.local_addr()?.to_string();
-    let (tpl, at) = template(sent_by.unwrap_or(&own), &target);
-    let total = ((rate as f64) * secs).round().max(1.0) as u64;
-    // Send time of each request (ns since start, +1 so that 0 means "not outstanding").
+    let flows = ports.len() as u64;
+    let total = ((rate as f64) * secs).round().max(flows as f64) as u64;
+    // Send time of each request (ns since start, +1 so that 0 means "not outstanding");
+    // flow i sends the sequence numbers i, i + flows, i + 2 flows, …
     let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..total).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
-
-    let rx = {
-        let sock = sock.try_clone()?;
+    let mut receivers = Vec::new();
+    let mut senders = Vec::new();
+    for (i, &port) in ports.iter().enumerate() {
+        let sock = UdpSocket::bind((local, port)).context("binding the generator socket")?;
+        big_buffers(&sock);
+        sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+        let own = sock.local_addr()?.to_string();
+        let (tpl, at) = template(sent_by.unwrap_or(&own), &target);
+        receivers.push({
+            let sock = sock.try_clone()?;
+            let (sent_at, stop) = (sent_at.clone(), stop.clone());
+            std::thread::spawn(move || receive(&sock, &sent_at, &stop, start, total))
+        });
+        let flow = Flow {
+            first: i as u64,
+            step: flows,
+            total,
+            ns_per_msg: 1e9 * flows as f64 / rate as f64,
+        };
         let sent_at = sent_at.clone();
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut lat = Vec::with_capacity(total as usize);
-            let mut b = Batch::new();
-            let fd = sock.as_fd();
-            while !stop.load(Ordering::Relaxed) {
-                let n = b.recv(fd);
-                let now = start.elapsed().as_nanos() as u64 + 1;
-                for i in 0..n {
-                    let len = b.len(i).min(MTU);
-                    if let Some(seq) = read_seq(&b.bufs[i][..len]) {
-                        if let Some(slot) = sent_at.get(seq as usize) {
-                            // Taking the send time makes a duplicate answer count once.
-                            let t = slot.swap(0, Ordering::Relaxed);
-                            if t != 0 {
-                                lat.push(now - t);
-                            }
-                        }
-                    }
-                }
+        let cpu = (flows > 1).then_some(i % online_cpus());
+        senders.push(std::thread::spawn(move || {
+            if let Some(c) = cpu {
+                // Flow i leaves by CPU i's tx queue (XPS: `queues::wire`).
+                rport_userspace::datapath::workers::pin_current(c)
+                    .context("pinning a flow's sender")?;
             }
-            lat
-        })
-    };
-
-    let mut b = Batch::new();
-    for i in 0..BATCH {
-        b.bufs[i][..tpl.len()].copy_from_slice(&tpl);
-        b.set(i, tpl.len(), target);
+            flow.send(&sock, &tpl, at, target, &sent_at, start)
+        }));
     }
-    let fd = sock.as_fd();
-    let mut seq = 0u64;
-    let ns_per_msg = 1e9 / rate as f64;
-    let mut last_send = 0u64;
-    while seq < total {
-        let elapsed = start.elapsed().as_nanos() as u64;
-        let due = ((elapsed as f64 / ns_per_msg) as u64 + 1).min(total);
-        if due <= seq {
-            // Ahead of schedule: sleep until about one batch is due (bounded), so the
-            // generator does not spin on the cores the gateway needs.
-            let wait = (((seq + 1) as f64 * ns_per_msg) as u64).saturating_sub(elapsed);
-            let wait = wait.clamp(20_000, 1_000_000);
-            std::thread::sleep(Duration::from_nanos(wait));
-            continue;
-        }
-        let n = ((due - seq) as usize).min(BATCH);
-        let now = start.elapsed().as_nanos() as u64 + 1;
-        for i in 0..n {
-            write_seq(&mut b.bufs[i], at[0], seq + i as u64);
-            write_seq(&mut b.bufs[i], at[1], seq + i as u64);
-            sent_at[(seq + i as u64) as usize].store(now, Ordering::Relaxed);
-        }
-        b.send(fd, n)?;
-        seq += n as u64;
-        last_send = start.elapsed().as_nanos() as u64;
+    let (mut sent, mut last_send) = (0, 0);
+    for s in senders {
+        let (n, last) = s.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+        sent += n;
+        last_send = last_send.max(last);
     }
     std::thread::sleep(drain);
     stop.store(true, Ordering::Relaxed);
-    let mut lat = rx
-        .join()
-        .map_err(|_| anyhow::anyhow!("receiver panicked"))?;
+    let mut lat = Vec::with_capacity(total as usize);
+    for r in receivers {
+        lat.extend(r.join().map_err(|_| anyhow::anyhow!("receiver panicked"))?);
+    }
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -318,7 +317,7 @@ pub fn generate(
     };
     Ok(GenReport {
         target_rate: rate,
-        sent: seq,
+        sent,
         received: lat.len() as u64,
         send_secs: last_send as f64 / 1e9,
         p50_us: pct(0.5),
@@ -326,6 +325,94 @@ pub fn generate(
         p999_us: pct(0.999),
         cpu_ns: cpu_self_ns(),
     })
+}
+
+/// The answers of one flow, matched to their send time; returns the round trips (ns).
+fn receive(
+    sock: &UdpSocket,
+    sent_at: &[AtomicU64],
+    stop: &AtomicBool,
+    start: Instant,
+    total: u64,
+) -> Vec<u64> {
+    let mut lat = Vec::with_capacity(total as usize);
+    let mut b = Batch::new();
+    let fd = sock.as_fd();
+    while !stop.load(Ordering::Relaxed) {
+        let n = b.recv(fd);
+        let now = start.elapsed().as_nanos() as u64 + 1;
+        for i in 0..n {
+            let len = b.len(i).min(MTU);
+            if let Some(seq) = read_seq(&b.bufs[i][..len]) {
+                if let Some(slot) = sent_at.get(seq as usize) {
+                    // Taking the send time makes a duplicate answer count once.
+                    let t = slot.swap(0, Ordering::Relaxed);
+                    if t != 0 {
+                        lat.push(now - t);
+                    }
+                }
+            }
+        }
+    }
+    lat
+}
+
+/// The sequence numbers one flow sends (`first`, `first + step`, … below `total`) and its
+/// pace.
+struct Flow {
+    first: u64,
+    step: u64,
+    total: u64,
+    ns_per_msg: f64,
+}
+
+impl Flow {
+    /// Sends the flow at its pace; returns how many it sent and when the last went (ns
+    /// since `start`).
+    fn send(
+        &self,
+        sock: &UdpSocket,
+        tpl: &[u8],
+        at: [usize; 2],
+        target: SocketAddrV4,
+        sent_at: &[AtomicU64],
+        start: Instant,
+    ) -> Result<(u64, u64)> {
+        let mut b = Batch::new();
+        for i in 0..BATCH {
+            b.bufs[i][..tpl.len()].copy_from_slice(tpl);
+            b.set(i, tpl.len(), target);
+        }
+        let fd = sock.as_fd();
+        // This flow's share of the sequence numbers.
+        let mine = (self.total + self.step - 1 - self.first) / self.step;
+        let mut k = 0u64;
+        let mut last_send = 0u64;
+        while k < mine {
+            let elapsed = start.elapsed().as_nanos() as u64;
+            let due = ((elapsed as f64 / self.ns_per_msg) as u64 + 1).min(mine);
+            if due <= k {
+                // Ahead of schedule: sleep until about one batch is due (bounded), so the
+                // generator does not spin on the cores the gateway needs.
+                let wait = (((k + 1) as f64 * self.ns_per_msg) as u64).saturating_sub(elapsed);
+                let wait = wait.clamp(20_000, 1_000_000);
+                std::thread::sleep(Duration::from_nanos(wait));
+                continue;
+            }
+            let n = ((due - k) as usize).min(BATCH);
+            let now = start.elapsed().as_nanos() as u64 + 1;
+            for i in 0..n {
+                let seq = self.first + (k + i as u64) * self.step;
+                write_seq(&mut b.bufs[i], at[0], seq);
+                write_seq(&mut b.bufs[i], at[1], seq);
+                sent_at[seq as usize].store(now, Ordering::Relaxed);
+            }
+            b.send(fd, n)?;
+            k += n as u64;
+            last_send = start.elapsed().as_nanos() as u64;
+        }
+        Ok((k, last_send))
+    }
 }
 
 /// Where a legacy server sends its answer: the top Via's sent-by (port 5060 if absent), if

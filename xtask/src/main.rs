@@ -31,9 +31,9 @@ enum Cmd {
     Test,
     /// A phone behind NAT registers through rport to a server that ignores rport.
     Demo,
-    /// Benchmarks (XDP ns/packet, BINDINGS memory, rewrite ns/message, gateways side by side).
+    /// Benchmarks (XDP ns/packet, BINDINGS memory, rewrite ns/message, gateways side by side, two queues).
     Bench {
-        /// What to run: all, xdp, bindings, rewrite, gateways.
+        /// What to run: all, xdp, bindings, rewrite, gateways, queues.
         #[arg(default_value = "all")]
         what: String,
         /// Short run (CI).
@@ -136,8 +136,9 @@ fn real_main() -> Result<()> {
             bench_bin(&format!("soak {m}"), false)
         }
         Cmd::Bench { what, quick, .. } => {
-            if !["all", "xdp", "bindings", "rewrite", "gateways"].contains(&what.as_str()) {
-                bail!("unknown benchmark {what:?} (all, xdp, bindings, rewrite, gateways)");
+            if !["all", "xdp", "bindings", "rewrite", "gateways", "queues"].contains(&what.as_str())
+            {
+                bail!("unknown benchmark {what:?} (all, xdp, bindings, rewrite, gateways, queues)");
             }
             setup()?;
             build(true)?;
@@ -152,6 +153,9 @@ fn real_main() -> Result<()> {
             }
             if what == "all" || what == "gateways" {
                 bench_bin("gateways", quick)?;
+            }
+            if what == "all" || what == "queues" {
+                bench_bin("queues", quick)?;
             }
             Ok(())
         }

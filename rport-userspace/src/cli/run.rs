@@ -14,7 +14,7 @@ use aya::programs::XdpMode;
 use clap::{Args, ValueEnum};
 
 use crate::{
-    datapath::{forward, ifwatch, loader},
+    datapath::{forward, ifwatch, loader, workers},
     observe::{
         control, metrics,
         nat::NatTracker,
@@ -97,6 +97,14 @@ pub struct RunArgs {
     /// requests, past all of those; docs/OPERATIONS.md, "Egress").
     #[arg(long, value_enum, default_value_t = loader::Egress::Kernel)]
     pub egress: loader::Egress,
+    /// CPUs for the forwarding threads (`0,2-3`): each thread is pinned to one, in turn
+    /// (docs/OPERATIONS.md, "Forwarding threads and CPUs"). Default: not pinned.
+    #[arg(long, value_name = "LIST", value_parser = workers::parse_cpu_list)]
+    pub cpus: Option<workers::CpuList>,
+    /// At most N forwarding threads per outside interface, each owning several rx queues
+    /// (for NICs with more queues than the gateway has cores). Default: one per rx queue.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=rport_common::MAX_QUEUES as i64))]
+    pub workers: Option<u32>,
     /// TOML file of these flags (keys: their long names, `sip-port = [5060, 5080]`); a
     /// flag given here replaces the file's value. Default: /etc/rport/rport.toml if it
     /// exists (docs/OPERATIONS.md, "Configuration file").
@@ -167,8 +175,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         max_bindings: args.max_bindings,
         egress: args.egress,
     };
+    let placement = workers::Placement {
+        cpus: args.cpus.map(|c| c.0).unwrap_or_default(),
+        workers: args.workers,
+    };
     if args.check_config {
         loader::check_config(&cfg)?;
+        workers::check_cpus(&placement.cpus)?;
         println!(
             "rport: the configuration is valid ({})",
             match &args.config {
@@ -185,6 +198,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         listener,
         claim: _claim,
     } = control::bind()?;
+    workers::check_cpus(&placement.cpus)?;
     let metrics_listener = args.metrics.map(metrics::bind).transpose()?;
     // Subscribed before the attach: an interface replaced from then on is seen.
     let link_events = ifwatch::LinkEvents::open()?;
@@ -195,7 +209,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let batch_time = metrics::batch_histogram();
     let nat = Arc::new(NatTracker::default());
-    let mut workers = forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat)?;
+    let mut workers = forward::start(&mut loaded, &cfg, &stop, &batch_time, &nat, &placement)?;
     let mut watch = ifwatch::IfWatch::new(&loaded);
     let sources = Arc::new(Sources {
         pin_dir: cfg.pin_dir.clone(),

@@ -9,13 +9,7 @@
 //!
 //! Copy mode: veth (and many drivers) have no zero-copy AF_XDP; copy mode works everywhere
 //! and the kernel picks zero-copy by itself only when asked, which we do not.
-use std::{
-    num::NonZeroU32,
-    os::fd::RawFd,
-    ptr::NonNull,
-    sync::atomic::{AtomicBool, Ordering},
-    time::Instant,
-};
+use std::{num::NonZeroU32, os::fd::RawFd, ptr::NonNull, sync::atomic::Ordering, time::Instant};
 
 use anyhow::{Context as _, Result, anyhow};
 use xdpilone::{DeviceQueue, IfInfo, RingRx, Socket, SocketConfig, Umem, UmemConfig, xdp::XdpDesc};
@@ -46,10 +40,6 @@ pub const FRAME_SIZE: u32 = 4096;
 pub const FRAMES: u32 = 2048;
 /// Frames taken off the rx ring per batch.
 pub const RX_BATCH: usize = 64;
-/// Empty polls spent spinning before sleeping in poll(2).
-const SPIN: u32 = 256;
-/// poll(2) timeout: how often a quiet worker looks at the stop flag.
-const POLL_MS: i32 = 100;
 /// Longest time between two reads of the kernel's socket statistics while busy.
 const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 /// XDP_COPY bind flag (linux/if_xdp.h).
@@ -103,6 +93,13 @@ pub struct XskQueue {
     area: Area,
     /// Interface and queue, for messages.
     pub name: String,
+    /// Frames waiting to go back to the fill ring; never more than FRAMES, allocated once.
+    returning: Vec<u64>,
+    /// Batches taken, and when the kernel's socket statistics were last read.
+    batches: u32,
+    stats_at: Instant,
+    /// The descriptors of the batch being handled.
+    descs: [XdpDesc; RX_BATCH],
 }
 
 // SAFETY: the queue is moved once into its worker thread and used only there; the raw
@@ -166,6 +163,14 @@ impl XskQueue {
             _umem: umem,
             area,
             name,
+            returning: Vec::with_capacity(FRAMES as usize),
+            batches: 0,
+            stats_at: Instant::now(),
+            descs: [XdpDesc {
+                addr: 0,
+                len: 0,
+                options: 0,
+            }; RX_BATCH],
         })
     }
 
@@ -205,17 +210,18 @@ impl XskQueue {
         self.rx.as_raw_fd()
     }
 
-    /// Receives, handles and recycles frames in batches until `stop` is set.
+    /// Takes one batch off the rx ring, hands each frame to `handler`, flushes the sends
+    /// and gives the frames back to the fill ring; returns the number of frames (0: the
+    /// ring was empty; the caller's wait policy decides what next, `datapath/workers.rs`).
     ///
     /// `handler(frame, len, meta, batch, now)` (`now`: the batch's receive time, one clock
     /// read per batch) gets the frame from its first byte to the end of its
     /// UMEM chunk (so it may grow), the received length and the XDP program's
     /// [`EgressMeta`] if it wrote one (`--egress bypass`), and may queue it in `batch`:
-    /// the frames of one rx batch live as long as its send batch, which `run` flushes and
-    /// ends before the frames go back to the fill ring.
-    pub fn run(
+    /// the frames of one rx batch live as long as its send batch, which is flushed and
+    /// ended here before the frames go back to the fill ring.
+    pub fn batch(
         &mut self,
-        stop: &AtomicBool,
         stats: &DaemonStats,
         batch_time: &prometheus::Histogram,
         sender: &mut FrameSender,
@@ -226,127 +232,111 @@ impl XskQueue {
             &mut Batch<'_, 'f>,
             Instant,
         ),
-    ) {
-        let mut descs = [XdpDesc {
-            addr: 0,
-            len: 0,
-            options: 0,
-        }; RX_BATCH];
-        let mut idle = 0u32;
-        // Frames waiting to go back to the fill ring; never more than FRAMES, allocated once.
-        let mut returning: Vec<u64> = Vec::with_capacity(FRAMES as usize);
-        // The kernel's socket statistics cost a syscall: read them when idle, and at most
-        // every STATS_EVERY while busy.
-        let mut stats_at = Instant::now();
-        let mut batches = 0u32;
-        // Only `--egress bypass` has metadata to read: the default never touches the
-        // headroom.
-        let want_meta = sender.bypassing();
-        while !stop.load(Ordering::Relaxed) {
-            if !returning.is_empty() {
-                self.refill(&mut returning, stats);
+    ) -> usize {
+        if !self.returning.is_empty() {
+            let mut returning = std::mem::take(&mut self.returning);
+            self.refill(&mut returning, stats);
+            self.returning = returning;
+        }
+        let descs = &mut self.descs;
+        let n = {
+            let mut r = self.rx.receive(RX_BATCH as u32);
+            let mut k = 0;
+            while let Some(d) = r.read() {
+                descs[k] = d;
+                k += 1;
             }
-            let n = {
-                let mut r = self.rx.receive(RX_BATCH as u32);
-                let mut k = 0;
-                while let Some(d) = r.read() {
-                    descs[k] = d;
-                    k += 1;
+            r.release();
+            k
+        };
+        if n == 0 {
+            return 0;
+        }
+        let t0 = Instant::now();
+        self.batches += 1;
+        // Looking at the clock is itself a cost: once per 64 batches.
+        if self.batches.is_multiple_of(64) && t0.duration_since(self.stats_at) >= STATS_EVERY {
+            self.kernel_stats(stats);
+            self.stats_at = t0;
+        }
+        {
+            // The frames handed out below are borrowed for as long as this batch lives;
+            // it ends, flushed, before they go back to the fill ring.
+            let want_meta = sender.bypassing();
+            let mut batch = sender.batch();
+            for d in &self.descs[..n] {
+                let chunk = d.addr & !(FRAME_SIZE as u64 - 1);
+                let end = (chunk + FRAME_SIZE as u64).min(self.area.len as u64);
+                if d.addr + d.len as u64 > end {
+                    DaemonStats::add(&stats.bad_frames, 1);
+                    continue;
                 }
-                r.release();
-                k
-            };
-            if n == 0 {
-                idle += 1;
-                if idle > SPIN {
-                    if idle == SPIN + 1 {
-                        self.kernel_stats(stats);
-                    }
-                    // Bounded back-off: sleep until the kernel has frames, or the timeout.
-                    let mut p = libc::pollfd {
-                        fd: self.fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    unsafe { libc::poll(&mut p, 1, POLL_MS) };
-                } else {
-                    std::hint::spin_loop();
-                }
-                continue;
-            }
-            idle = 0;
-            let t0 = Instant::now();
-            batches += 1;
-            // Looking at the clock is itself a cost: once per 64 batches.
-            if batches.is_multiple_of(64) && t0.duration_since(stats_at) >= STATS_EVERY {
-                self.kernel_stats(stats);
-                stats_at = t0;
-            }
-            {
-                // The frames handed out below are borrowed for as long as this batch lives;
-                // it ends, flushed, before they go back to the fill ring.
-                let mut batch = sender.batch();
-                for d in &descs[..n] {
-                    let chunk = d.addr & !(FRAME_SIZE as u64 - 1);
-                    let end = (chunk + FRAME_SIZE as u64).min(self.area.len as u64);
-                    if d.addr + d.len as u64 > end {
-                        DaemonStats::add(&stats.bad_frames, 1);
-                        continue;
-                    }
-                    // SAFETY: [addr, end) is inside our UMEM, a chunk of its own (each
-                    // descriptor of the batch is a different chunk), and owned by us until
-                    // we hand it back to the fill ring, after `batch` has ended.
-                    let frame = unsafe {
+                // SAFETY: [addr, end) is inside our UMEM, a chunk of its own (each
+                // descriptor of the batch is a different chunk), and owned by us until
+                // we hand it back to the fill ring, after `batch` has ended.
+                let frame = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        self.area.ptr.as_ptr().add(d.addr as usize),
+                        (end - d.addr) as usize,
+                    )
+                };
+                // The metadata the kernel copied in front of the data (xsk_copy_xdp),
+                // in the chunk's headroom; its magic cleared as it is read, so the
+                // chunk goes back to the fill ring without it. Only `--egress bypass`
+                // has metadata to read: the default never touches the headroom.
+                let meta = if want_meta {
+                    // SAFETY: [chunk, addr) is the same chunk's headroom, ours as
+                    // above, and does not overlap `frame`.
+                    let before = unsafe {
                         std::slice::from_raw_parts_mut(
-                            self.area.ptr.as_ptr().add(d.addr as usize),
-                            (end - d.addr) as usize,
+                            self.area.ptr.as_ptr().add(chunk as usize),
+                            (d.addr - chunk) as usize,
                         )
                     };
-                    // The metadata the kernel copied in front of the data (xsk_copy_xdp),
-                    // in the chunk's headroom; its magic cleared as it is read, so the
-                    // chunk goes back to the fill ring without it.
-                    let meta = if want_meta {
-                        // SAFETY: [chunk, addr) is the same chunk's headroom, ours as
-                        // above, and does not overlap `frame`.
-                        let before = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                self.area.ptr.as_ptr().add(chunk as usize),
-                                (d.addr - chunk) as usize,
-                            )
-                        };
-                        egress::take_meta(before)
-                    } else {
-                        None
-                    };
-                    handler(frame, d.len as usize, meta, &mut batch, t0);
-                    if batch.full() {
-                        count_flush(stats, batch.flush());
-                    }
-                }
-                let f = batch.flush();
-                count_flush(stats, f);
-                if f.failed > 0 {
-                    crate::warn_limited!(
-                        failed = f.failed,
-                        "the kernel refused rewritten requests (no route? rport stats: send_errors)"
-                    );
+                    egress::take_meta(before)
+                } else {
+                    None
+                };
+                handler(frame, d.len as usize, meta, &mut batch, t0);
+                if batch.full() {
+                    count_flush(stats, batch.flush());
                 }
             }
-            // Every frame of the batch back to the kernel at once. A reservation may get
-            // fewer slots than asked (xdpilone answers from its cached view of the kernel's
-            // consumer index while that shows any room), so go on until all are back:
-            // a frame not returned would be lost to the socket for good.
-            returning.extend(descs[..n].iter().map(|d| d.addr & !(FRAME_SIZE as u64 - 1)));
-            self.refill(&mut returning, stats);
-            if self.device.needs_wakeup() {
-                self.device.wake();
+            let f = batch.flush();
+            count_flush(stats, f);
+            if f.failed > 0 {
+                crate::warn_limited!(
+                    failed = f.failed,
+                    "the kernel refused rewritten requests (no route? rport stats: send_errors)"
+                );
             }
-            let dt = t0.elapsed();
-            DaemonStats::add(&stats.rx_frames, n as u64);
-            DaemonStats::add(&stats.batches, 1);
-            DaemonStats::add(&stats.busy_ns, dt.as_nanos() as u64);
-            batch_time.observe(dt.as_secs_f64());
         }
+        // Every frame of the batch back to the kernel at once. A reservation may get
+        // fewer slots than asked (xdpilone answers from its cached view of the kernel's
+        // consumer index while that shows any room), so go on until all are back:
+        // a frame not returned would be lost to the socket for good.
+        let mut returning = std::mem::take(&mut self.returning);
+        returning.extend(
+            self.descs[..n]
+                .iter()
+                .map(|d| d.addr & !(FRAME_SIZE as u64 - 1)),
+        );
+        self.refill(&mut returning, stats);
+        self.returning = returning;
+        if self.device.needs_wakeup() {
+            self.device.wake();
+        }
+        let dt = t0.elapsed();
+        DaemonStats::add(&stats.rx_frames, n as u64);
+        DaemonStats::add(&stats.batches, 1);
+        DaemonStats::add(&stats.busy_ns, dt.as_nanos() as u64);
+        batch_time.observe(dt.as_secs_f64());
+        n
+    }
+
+    /// Before the worker sleeps: the kernel's socket statistics, read when idle (they
+    /// cost a syscall), and at most every STATS_EVERY while busy (in `batch`).
+    pub fn idle(&mut self, stats: &DaemonStats) {
+        self.kernel_stats(stats);
     }
 }

@@ -1,5 +1,6 @@
-//! Forwarding threads: one per (outside interface, rx queue), each with its own AF_XDP
-//! socket and frame sender, rewriting the messages the XDP program hands over (a request's
+//! Forwarding threads: one per (outside interface, rx queue), or at most `--workers` per
+//! interface each owning several queues (`datapath/workers.rs`), each with its own AF_XDP
+//! socket per queue and its own frame sender, rewriting the messages the XDP program hands over (a request's
 //! top Via and Contacts, a client's 1xx/2xx's Contacts) and giving them back to the kernel
 //! on the interface they arrived on, which forwards them toward the server (inject.rs).
 use std::{
@@ -17,6 +18,7 @@ use crate::{
         egress::{EgressIface, EgressTx, Fallback, Mode},
         inject::{self, Batch, FrameSender, Unsent},
         loader::{Iface, LoadConfig, Loaded},
+        workers::{self, Placement},
     },
     observe::{dstats::DaemonStats, nat::NatTracker},
     sip::message,
@@ -44,6 +46,8 @@ struct Group {
     /// `SO_COOKIE`s of its threads' senders in INJECT_SOCKETS: taken out again when the
     /// group restarts, or an interface that keeps coming back would fill the map.
     cookies: Vec<u64>,
+    /// Threads of the last start (each owns one or more queues: `--workers`).
+    threads: usize,
 }
 
 /// What every forwarding thread is started with, besides its socket.
@@ -56,6 +60,7 @@ struct Ctx {
     nat: Arc<NatTracker>,
     /// The inside interfaces' AF_XDP TX sockets under `--egress bypass`, else None.
     egress: Option<Arc<[EgressIface]>>,
+    placement: Placement,
 }
 
 impl Workers {
@@ -83,8 +88,9 @@ impl Workers {
     }
 
     /// Opens one AF_XDP socket per rx queue of `iface` (an outside interface), registers
-    /// it in XSKS and starts its thread; the threads of a group that ran before are
-    /// stopped first, and their counters go on. Returns the number of sockets.
+    /// it in XSKS and starts the threads that own them (one per queue, or `--workers` at
+    /// most, each with several); the threads of a group that ran before are stopped
+    /// first, and their counters go on. Returns the number of sockets.
     pub fn start_iface(&mut self, ebpf: &mut aya::Ebpf, iface: &Iface) -> Result<u32> {
         self.stop_iface(iface.slot);
         let gi = match self.groups.iter().position(|g| g.slot == iface.slot) {
@@ -96,6 +102,7 @@ impl Workers {
                     handles: Vec::new(),
                     stats: Vec::new(),
                     cookies: Vec::new(),
+                    threads: 0,
                 });
                 self.groups.len() - 1
             }
@@ -112,8 +119,11 @@ impl Workers {
         self.groups[gi].stop = stop.clone();
         let queues = rx_queues(&iface.name);
         let had = self.groups[gi].stats.len();
-        for q in 0..queues {
-            let mut xsk = XskQueue::open(&iface.name, iface.index, q)?;
+        // CPUs of the threads before this interface's, so each thread has its own in turn.
+        let first = self.groups[..gi].iter().map(|g| g.threads).sum::<usize>();
+        let plan = workers::assign(queues, self.ctx.placement.workers);
+        self.groups[gi].threads = plan.len();
+        for (w, owned) in plan.into_iter().enumerate() {
             // Rewritten frames go back in where they came from: the redirect to ingress
             // takes no frame larger than this interface's MTU, and a grown packet larger
             // than the egress MTU would meet the client's DF there (or, for IPv6, a
@@ -121,7 +131,8 @@ impl Workers {
             let mut sender =
                 FrameSender::new(iface.index, mtu(&iface.name).min(self.ctx.egress_mtu))?;
             if let Some(e) = &self.ctx.egress {
-                sender = sender.with_egress(EgressTx::for_queue(e, q));
+                // Worker w sends on the inside interfaces' queue w (modulo their count).
+                sender = sender.with_egress(EgressTx::for_queue(e, w as u32));
             }
             // Known to the TC program before the first frame is sent, or that frame would
             // leave on the wire as it is.
@@ -132,25 +143,32 @@ impl Workers {
             )?;
             cookies
                 .insert(cookie, 1, 0)
-                .with_context(|| format!("registering the frame sender of {}", xsk.name))?;
+                .with_context(|| format!("registering the frame sender of {}", iface.name))?;
             self.groups[gi].cookies.push(cookie);
-            let mut xsks: XskMap<_> =
-                XskMap::try_from(ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
-            xsks.set(iface.slot * MAX_QUEUES + q, xsk.fd(), 0)
-                .with_context(|| format!("registering the AF_XDP socket of {}", xsk.name))?;
-            let g = &mut self.groups[gi];
-            // A queue the interface did not have at the first start shares the last
-            // queue's counters: the control socket sums the list it was given then.
-            let stats = if (q as usize) < g.stats.len() {
-                g.stats[q as usize].clone()
-            } else if had > 0 {
-                g.stats[had - 1].clone()
-            } else {
-                let s = Arc::new(DaemonStats::default());
-                g.stats.push(s.clone());
-                self.stats.push(s.clone());
-                s
-            };
+            let mut xsks_owned = Vec::new();
+            let mut stats_owned = Vec::new();
+            for &q in &owned {
+                let xsk = XskQueue::open(&iface.name, iface.index, q)?;
+                let mut xsks: XskMap<_> =
+                    XskMap::try_from(ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
+                xsks.set(iface.slot * MAX_QUEUES + q, xsk.fd(), 0)
+                    .with_context(|| format!("registering the AF_XDP socket of {}", xsk.name))?;
+                let g = &mut self.groups[gi];
+                // A queue the interface did not have at the first start shares the last
+                // queue's counters: the control socket sums the list it was given then.
+                let stats = if (q as usize) < g.stats.len() {
+                    g.stats[q as usize].clone()
+                } else if had > 0 {
+                    g.stats[had - 1].clone()
+                } else {
+                    let s = Arc::new(DaemonStats::default());
+                    g.stats.push(s.clone());
+                    self.stats.push(s.clone());
+                    s
+                };
+                xsks_owned.push(xsk);
+                stats_owned.push(stats);
+            }
             let (stop, bt, nat) = (
                 stop.clone(),
                 self.ctx.batch_time.clone(),
@@ -161,30 +179,42 @@ impl Workers {
                 signer: crate::datapath::keys::Signer::new(self.ctx.tag_key.clone()),
                 contact_alias: self.ctx.contact_alias,
             };
-            g.handles.push(
-                std::thread::Builder::new()
-                    .name(format!("rport-{}-q{q}", iface.name))
-                    .spawn(move || {
-                        xsk.run(
-                            &stop,
-                            &stats,
-                            &bt,
-                            &mut sender,
-                            |frame, len, meta, sender, now| {
-                                forward_frame(
-                                    frame,
-                                    len,
-                                    meta.as_ref(),
-                                    &rules,
-                                    sender,
-                                    &stats,
-                                    &nat,
-                                    now,
-                                )
-                            },
-                        )
-                    })?,
-            );
+            let cpus = &self.ctx.placement.cpus;
+            let cpu = (!cpus.is_empty()).then(|| cpus[(first + w) % cpus.len()]);
+            let name = match owned.as_slice() {
+                [q] => format!("rport-{}-q{q}", iface.name),
+                _ => format!("rport-{}-w{w}", iface.name),
+            };
+            let label = name.clone();
+            self.groups[gi]
+                .handles
+                .push(std::thread::Builder::new().name(name).spawn(move || {
+                    if let Some(c) = cpu {
+                        if let Err(e) = workers::pin_current(c) {
+                            tracing::warn!("{label}: not pinned to CPU {c}: {e}");
+                        }
+                    }
+                    workers::tune_current();
+                    workers::run(
+                        &mut xsks_owned,
+                        &stats_owned,
+                        &stop,
+                        &bt,
+                        &mut sender,
+                        |i, frame, len, meta, sender, now| {
+                            forward_frame(
+                                frame,
+                                len,
+                                meta.as_ref(),
+                                &rules,
+                                sender,
+                                &stats_owned[i],
+                                &nat,
+                                now,
+                            )
+                        },
+                    )
+                })?);
         }
         Ok(queues)
     }
@@ -371,7 +401,7 @@ fn bypass(cfg: &LoadConfig) -> bool {
 }
 
 /// Opens one AF_XDP socket per rx queue of every outside interface, registers it in the
-/// XSKMAP and starts its thread. `_stop`: the daemon's stop flag; [`Workers::join`] stops
+/// XSKMAP and starts the threads (`placement`: `--workers`, `--cpus`). `_stop`: the daemon's stop flag; [`Workers::join`] stops
 /// the threads (each group has a flag of its own, so one interface's can be restarted).
 pub fn start(
     loaded: &mut Loaded,
@@ -379,6 +409,7 @@ pub fn start(
     _stop: &Arc<AtomicBool>,
     batch_time: &prometheus::Histogram,
     nat: &Arc<NatTracker>,
+    placement: &Placement,
 ) -> Result<Workers> {
     // The smallest inside MTU: where rewritten requests leave.
     let egress_mtu = loaded
@@ -402,6 +433,7 @@ pub fn start(
             tag_key: loaded.tag_key.clone(),
             nat: nat.clone(),
             egress,
+            placement: placement.clone(),
         },
     };
     let outside: Vec<Iface> = loaded

@@ -43,35 +43,54 @@ fn main() -> Result<()> {
         "all" => {
             xdp(quick)?;
             bindings()?;
-            gateways(quick)
+            gateways(quick)?;
+            queues(quick)
         }
         "xdp" => xdp(quick),
         "bindings" => bindings(),
         "gateways" => gateways(quick),
         "gen" => gen_cmd(&args),
         "probe" => probe(&args[1..]),
+        "tail" => tail(&args[1..]),
+        "queues" => queues(quick),
         "soak" => soak(&args[1..]),
         "respond" => {
             let listen: SocketAddrV4 = args.get(1).context("respond LISTEN")?.parse()?;
             load::respond(listen, false)
         }
-        other => bail!("unknown benchmark {other:?} (all, xdp, bindings, gateways, soak)"),
+        other => {
+            bail!("unknown benchmark {other:?} (all, xdp, bindings, gateways, queues, tail, soak)")
+        }
     }
 }
 
-/// `bench gen TARGET SENT_BY|- RATE SECS`: one load step; prints its report as JSON.
+/// `bench gen TARGET SENT_BY|- RATE SECS [PORT,PORT…]`: one load step (one flow per local
+/// port, 0 the kernel's choice; one flow by default); prints its report as JSON.
 fn gen_cmd(a: &[String]) -> Result<()> {
-    let [_, target, sent_by, rate, secs] = a else {
-        bail!("usage: bench gen TARGET SENT_BY|- RATE SECS");
+    let (target, sent_by, rate, secs, ports) = match a {
+        [_, target, sent_by, rate, secs] => (target, sent_by, rate, secs, vec![0]),
+        [_, target, sent_by, rate, secs, ports] => (
+            target,
+            sent_by,
+            rate,
+            secs,
+            ports
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<u16>, _>>()
+                .context("PORT,PORT…")?,
+        ),
+        _ => bail!("usage: bench gen TARGET SENT_BY|- RATE SECS [PORT,PORT…]"),
     };
     let sent_by = (sent_by != "-").then_some(sent_by.as_str());
-    let r = load::generate(
+    let r = load::generate_flows(
         Ipv4Addr::UNSPECIFIED,
         target.parse()?,
         sent_by,
         rate.parse()?,
         secs.parse()?,
         Duration::from_millis(300),
+        &ports,
     )?;
     println!("{}", r.to_json());
     Ok(())
@@ -253,6 +272,184 @@ fn probe(rates: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The load average (1, 5, 15 min), for the record next to a figure.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// `bench tail RATE ROUNDS [VARIANT…]`: the latency tail, A/B. Plain forwarding and one
+/// rport bed per VARIANT (`-`: as `gateways` runs it; else `rport run` flags, and
+/// `bin=PATH` for another build of rport) at the same RATE, ROUNDS 2-s steps each,
+/// interleaved, so every variant meets the same moments of a shared machine. Prints each
+/// step's p50/p99/p99.9 and the median of each over the rounds.
+fn tail(a: &[String]) -> Result<()> {
+    if !can_run("bench tail", &["ip"]) {
+        return Ok(());
+    }
+    let a: Vec<&String> = a.iter().filter(|x| !x.starts_with("--quick")).collect();
+    let (Some(rate), Some(rounds)) = (a.first(), a.get(1)) else {
+        bail!("usage: bench tail RATE ROUNDS [VARIANT…]");
+    };
+    let (rate, rounds): (u64, usize) = (rate.parse()?, rounds.parse()?);
+    let bench = std::env::current_exe()?;
+    let mut variants: Vec<String> = a[2..].iter().map(|s| s.to_string()).collect();
+    if variants.is_empty() {
+        variants.push("-".into());
+    }
+    let mut beds = vec![Bed::new(Kind::Plain, &bench)?];
+    for v in &variants {
+        beds.push(Bed::with(Kind::Rport, &bench, Setup::parse(v))?);
+    }
+    let load_before = loadavg();
+    let mut lat: Vec<Vec<GenReport>> = vec![Vec::new(); beds.len()];
+    // The forwarding threads' run-queue wait and runs over the steps.
+    let mut sched = vec![(0u64, 0u64); beds.len()];
+    for round in 0..rounds {
+        for (i, b) in beds.iter_mut().enumerate() {
+            let w0 = b.worker_sched();
+            let s = b.step(&bench, rate, 2.0)?;
+            let w1 = b.worker_sched();
+            sched[i].0 += w1.0 - w0.0;
+            sched[i].1 += w1.1 - w0.1;
+            eprintln!(
+                "round {round} {:40} p50 {:6.0} p99 {:6.0} p99.9 {:6.0} µs loss {:.3}% worker runs {} wait/run {:.1} µs",
+                b.name(),
+                s.load.p50_us,
+                s.load.p99_us,
+                s.load.p999_us,
+                s.load.loss() * 100.0,
+                w1.1 - w0.1,
+                (w1.0 - w0.0) as f64 / (w1.1 - w0.1).max(1) as f64 / 1000.0
+            );
+            lat[i].push(s.load);
+        }
+    }
+    let median = |v: &[GenReport], f: fn(&GenReport) -> f64| {
+        let mut x: Vec<f64> = v.iter().map(f).collect();
+        x.sort_by(f64::total_cmp);
+        x[x.len() / 2]
+    };
+    println!(
+        "\n### Latency at {rate}/s, {rounds} interleaved 2-s steps (load average {load_before} → {})\n",
+        loadavg()
+    );
+    println!(
+        "| gateway | p50 (µs) | p99 (µs) | p99.9 (µs) | p99 of each step (µs) | loss | worker runs per request | worker wait per run (µs) |\n|---|---:|---:|---:|---|---:|---:|---:|"
+    );
+    for (i, b) in beds.iter().enumerate() {
+        let l = &lat[i];
+        let sent: u64 = l.iter().map(|r| r.sent).sum();
+        let (wait, runs) = sched[i];
+        let (per_req, per_run) = if b.kind == Kind::Rport {
+            (
+                format!("{:.3}", runs as f64 / sent.max(1) as f64),
+                format!("{:.1}", wait as f64 / runs.max(1) as f64 / 1000.0),
+            )
+        } else {
+            ("-".into(), "-".into())
+        };
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {:.2}% | {per_req} | {per_run} |",
+            b.name(),
+            median(l, |r| r.p50_us),
+            median(l, |r| r.p99_us),
+            median(l, |r| r.p999_us),
+            l.iter()
+                .map(|r| format!("{:.0}", r.p99_us))
+                .collect::<Vec<_>>()
+                .join(" "),
+            100.0 * median(l, GenReport::loss)
+        );
+    }
+    Ok(())
+}
+
+/// `bench queues`: the outside link with 2 rx/tx queues, the load in two flows that
+/// arrive one on each queue (`rport_tests::queues::wire`), and the max rate of plain forwarding, of
+/// rport with one worker for both queues (`--workers 1`) and with one per queue (the
+/// default), interleaved as in `gateways`; then each bed's split of the frames over the
+/// queues (the XDP program's per-queue counts: the load did reach both).
+fn queues(quick: bool) -> Result<()> {
+    if !can_run("bench queues", &["ip", "tc", "ethtool"]) {
+        return Ok(());
+    }
+    let bench = std::env::current_exe()?;
+    let _stats = load::BpfStats::enable()?;
+    let (secs, start, max_rate) = if quick {
+        (1.0, 4_000, 256_000)
+    } else {
+        (3.0, 2_000, 512_000)
+    };
+    let two = |label: &str, args: &[&str]| Setup {
+        queues: 2,
+        ports: vec![40000, 40001],
+        rport_args: args.iter().map(|s| s.to_string()).collect(),
+        label: label.into(),
+        ..Default::default()
+    };
+    let load_before = loadavg();
+    let mut beds = vec![
+        Bed::with(Kind::Plain, &bench, two("2 queues", &[]))?,
+        Bed::with(
+            Kind::Rport,
+            &bench,
+            two("2 queues, 1 worker", &["--workers", "1"]),
+        )?,
+        Bed::with(Kind::Rport, &bench, two("2 queues, 2 workers", &[]))?,
+    ];
+    let q0: Vec<Vec<u64>> = beds.iter().map(Bed::queue_packets).collect();
+    search(&mut beds, &bench, secs, start, max_rate)?;
+    let q1: Vec<Vec<u64>> = beds.iter().map(Bed::queue_packets).collect();
+    println!(
+        "\n### Two queues on the outside ({secs} s steps, loss ≤ {}%, load average {load_before} → {})\n",
+        MAX_LOSS * 100.0,
+        loadavg()
+    );
+    println!(
+        "| gateway | max rate (REGISTER/s) | gateway CPU per transaction at max (µs) | frames per rx queue (XDP) |\n|---|---:|---:|---|"
+    );
+    for (i, b) in beds.iter().enumerate() {
+        let per_q: Vec<String> = q1[i]
+            .iter()
+            .zip(q0[i].iter().chain(std::iter::repeat(&0)))
+            .map(|(a, b)| (a - b).to_string())
+            .collect();
+        println!(
+            "| {} | {}{} | {} | {} |",
+            b.name(),
+            if b.load_limited { "≥ " } else { "" },
+            b.ok.as_ref().map(|o| o.load.target_rate).unwrap_or(0),
+            match (&b.ok, b.kind) {
+                (_, Kind::Plain) => "-".to_string(),
+                (Some(o), _) => format!("{:.1}", o.per_txn_us()),
+                (None, _) => "-".into(),
+            },
+            if per_q.is_empty() {
+                "-".into()
+            } else {
+                per_q.join(" / ")
+            }
+        );
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let json = serde_json::json!({
+        "quick": quick, "step_secs": secs, "max_loss": MAX_LOSS,
+        "beds": beds.iter().enumerate().map(|(i, b)| serde_json::json!({
+            "gateway": b.name(), "max_rate": b.ok.as_ref().map(|o| o.load.target_rate),
+            "load_limited": b.load_limited, "at_max": b.ok.as_ref().map(Step::json),
+            "queue_frames": q1[i].iter().zip(q0[i].iter().chain(std::iter::repeat(&0))).map(|(a, b)| a - b).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        dir.join("queues.json"),
+        serde_json::to_string_pretty(&json)?,
+    )?;
+    Ok(())
+}
+
 /// `bench soak MINUTES [RATE]`: the rport bed under a steady load for MINUTES, at RATE or
 /// at half the max rate found first (1-s steps, as `gateways --quick` searches), sampled
 /// every 5 s: the daemon's RSS, `bindings_live`, the NAT tracker's size. Prints the table
@@ -404,6 +601,7 @@ impl Kind {
 /// program; it also moves the peer's receive to NAPI, so every row gets it).
 struct Bed {
     kind: Kind,
+    setup: Setup,
     client: Ns,
     gw: Ns,
     server: Ns,
@@ -448,12 +646,97 @@ impl Step {
 
 const TARGET: &str = "198.51.100.10:5060";
 
+/// How a bed differs from the default one: rx/tx queues of the outside veth pair, the
+/// generator's flows (local ports), and for rport its binary and extra `rport run` flags.
+#[derive(Clone, Debug, Default)]
+struct Setup {
+    /// Queues of the client ↔ gateway-outside veth pair (0 or 1: one).
+    queues: u32,
+    /// The generator's local ports, one flow each (empty: one flow, the kernel's port).
+    ports: Vec<u16>,
+    /// Another rport binary (an A/B against an older build).
+    rport_bin: Option<PathBuf>,
+    rport_args: Vec<String>,
+    /// Environment of `rport run` (`RPORT_…=V` in a VARIANT: the experiments' knobs).
+    rport_env: Vec<(String, String)>,
+    /// Shown in the tables.
+    label: String,
+}
+
+impl Setup {
+    /// `VARIANT` of `bench tail`: `[bin=PATH] [rport run flags…]`, or `-` for none.
+    fn parse(v: &str) -> Setup {
+        let mut s = Setup {
+            label: v.to_string(),
+            ..Default::default()
+        };
+        for w in v.split_whitespace().filter(|w| *w != "-") {
+            if let Some(p) = w.strip_prefix("bin=") {
+                s.rport_bin = Some(p.into());
+            } else if let (true, Some((k, v))) = (w.starts_with("RPORT_"), w.split_once('=')) {
+                s.rport_env.push((k.into(), v.into()));
+            } else {
+                s.rport_args.push(w.to_string());
+            }
+        }
+        s
+    }
+}
+
+/// Starts rport as `Rport::start` does, with the binary and environment of `setup`.
+fn start_rport(gw: &Ns, pins: &Bpffs, log: &std::path::Path, setup: &Setup) -> Result<Rport> {
+    let args: Vec<&str> = setup.rport_args.iter().map(String::as_str).collect();
+    if setup.rport_bin.is_none() && setup.rport_env.is_empty() {
+        return Rport::start(gw, GW_OUTSIDE, GW_INSIDE, pins, log, &args);
+    }
+    let bin = match &setup.rport_bin {
+        Some(b) => b.clone(),
+        None => rport_tests::ns::rport_bin()?,
+    };
+    let pin_dir = pins.dir.join("rport");
+    let mut c = gw.cmd(&bin);
+    c.args([
+        "run",
+        "--outside",
+        GW_OUTSIDE,
+        "--inside",
+        GW_INSIDE,
+        "--pin-path",
+    ])
+    .arg(&pin_dir)
+    .args(&args)
+    .envs(setup.rport_env.iter().map(|(k, v)| (k, v)));
+    let r = Rport {
+        proc: Proc::spawn(c, "rport run", log)?,
+        bin,
+        ns_name: gw.name.clone(),
+        log: log.to_path_buf(),
+        pins: pin_dir,
+    };
+    let t = Instant::now();
+    while r.stats().is_err() {
+        if t.elapsed() > Duration::from_secs(10) {
+            bail!(
+                "rport run did not come up: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(r)
+}
+
 impl Bed {
     fn new(kind: Kind, bench: &std::path::Path) -> Result<Bed> {
+        Bed::with(kind, bench, Setup::default())
+    }
+
+    fn with(kind: Kind, bench: &std::path::Path, setup: Setup) -> Result<Bed> {
         let dir = std::env::temp_dir().join(unique("rport-bench-"));
         std::fs::create_dir_all(&dir)?;
         let mut b = Bed {
             kind,
+            setup,
             client: Ns::new("rpbc")?,
             gw: Ns::new("rpbg")?,
             server: Ns::new("rpbs")?,
@@ -468,14 +751,18 @@ impl Bed {
             load_limited: false,
             steps: Vec::new(),
         };
-        wire(
-            &b.client,
-            "c0",
-            "203.0.113.50",
-            &b.gw,
-            GW_OUTSIDE,
-            "203.0.113.1",
-        )?;
+        if b.setup.queues > 1 {
+            rport_tests::queues::wire(&b.client, "c0", &b.gw, GW_OUTSIDE, b.setup.queues)?;
+        } else {
+            wire(
+                &b.client,
+                "c0",
+                "203.0.113.50",
+                &b.gw,
+                GW_OUTSIDE,
+                "203.0.113.1",
+            )?;
+        }
         server_leg(&b.gw, &b.server)?;
         forwarding(&b.gw)?;
         for (ns, dev) in [(&b.client, "c0"), (&b.server, "srv0")] {
@@ -496,21 +783,17 @@ impl Bed {
             Kind::Rport | Kind::RportBypass => {
                 let pins = Bpffs::new()?;
                 // The row's own flags, then any given for an A/B of one option.
+                let mut setup = b.setup.clone();
+                if kind == Kind::RportBypass {
+                    setup
+                        .rport_args
+                        .extend(["--egress".into(), "bypass".into()]);
+                }
                 let env = std::env::var("RPORT_BENCH_RPORT_ARGS").unwrap_or_default();
-                let mut extra: Vec<&str> = if kind == Kind::RportBypass {
-                    vec!["--egress", "bypass"]
-                } else {
-                    vec![]
-                };
-                extra.extend(env.split_whitespace());
-                b.rport = Some(Rport::start(
-                    &b.gw,
-                    GW_OUTSIDE,
-                    GW_INSIDE,
-                    &pins,
-                    &b.dir.join("rport.log"),
-                    &extra,
-                )?);
+                setup
+                    .rport_args
+                    .extend(env.split_whitespace().map(String::from));
+                b.rport = Some(start_rport(&b.gw, &pins, &b.dir.join("rport.log"), &setup)?);
                 b._pins = Some(pins);
             }
             Kind::Kamailio => {
@@ -542,6 +825,51 @@ impl Bed {
             std::thread::sleep(Duration::from_millis(200));
         }
         Ok(b)
+    }
+
+    /// The gateway's name and, when it differs from the default, its setup.
+    fn name(&self) -> String {
+        if self.setup.label.is_empty() || self.setup.label == "-" {
+            self.kind.name().to_string()
+        } else {
+            format!("{} {}", self.kind.name(), self.setup.label)
+        }
+    }
+
+    /// Frames the XDP program saw on each rx queue of the gateway's outside interface.
+    fn queue_packets(&self) -> Vec<u64> {
+        rport_tests::queues::xdp_packets(&self.gw, GW_OUTSIDE).unwrap_or_default()
+    }
+
+    /// The forwarding threads' scheduler figures so far, summed: (run-queue wait ns,
+    /// times run) from /proc/PID/task/TID/schedstat; the wait per run is how long a woken
+    /// worker waited for a CPU.
+    fn worker_sched(&self) -> (u64, u64) {
+        let Some(r) = &self.rport else {
+            return (0, 0);
+        };
+        let pid = r.proc.child.as_ref().unwrap().id();
+        let mut sum = (0, 0);
+        for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+        {
+            let Ok(t) = t else { continue };
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with("rport-gw-out") {
+                continue;
+            }
+            let st = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            let f: Vec<u64> = st
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            if let [_, wait, runs] = f[..] {
+                sum.0 += wait;
+                sum.1 += runs;
+            }
+        }
+        sum
     }
 
     fn gateway_pids(&self) -> Vec<u32> {
@@ -608,8 +936,12 @@ impl Bed {
         };
         let out_path = self.dir.join("gen.json");
         let mut c = self.client.cmd(bench);
-        c.args(["gen", target, sent_by, &rate.to_string(), &secs.to_string()])
-            .stdout(std::fs::File::create(&out_path)?)
+        c.args(["gen", target, sent_by, &rate.to_string(), &secs.to_string()]);
+        if !self.setup.ports.is_empty() {
+            let p: Vec<String> = self.setup.ports.iter().map(u16::to_string).collect();
+            c.arg(p.join(","));
+        }
+        c.stdout(std::fs::File::create(&out_path)?)
             .stderr(std::fs::File::create(self.dir.join("gen.err"))?);
         let st = run_bounded(&mut c, Duration::from_secs_f64(secs + 30.0))?;
         let out = std::fs::read_to_string(&out_path)?;
@@ -674,6 +1006,51 @@ impl Drop for Bed {
     }
 }
 
+/// Stepped search for each bed's max rate, interleaved: one step per gateway per round,
+/// so that a noisy moment on the shared machine hits all of them alike.
+fn search(
+    beds: &mut [Bed],
+    bench: &std::path::Path,
+    secs: f64,
+    start: u64,
+    max_rate: u64,
+) -> Result<()> {
+    for round in 0..24 {
+        let mut any = false;
+        for b in beds.iter_mut() {
+            if b.done(max_rate) {
+                continue;
+            }
+            any = true;
+            let rate = b.next_rate(start);
+            let s = b.step(bench, rate, secs)?;
+            let ok = s.load.loss() <= MAX_LOSS;
+            eprintln!(
+                "round {round:2} {:34} {:7}/s sent {:9.0}/s loss {:6.3}% gateway {:6.1} µs/txn",
+                b.name(),
+                rate,
+                s.load.sent_rate(),
+                s.load.loss() * 100.0,
+                s.per_txn_us()
+            );
+            if ok && s.load.sent_rate() < 0.9 * rate as f64 {
+                // The generator could not send this fast, and the gateway kept up with all
+                // it got: the gateway's limit is above what this machine can offer it.
+                b.load_limited = true;
+            }
+            if ok {
+                b.ok = Some(s);
+            } else {
+                b.failed = Some(rate);
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Maximum loss for a rate to count as sustained.
 const MAX_LOSS: f64 = 0.001;
 
@@ -699,41 +1076,7 @@ fn gateways(quick: bool) -> Result<()> {
     ] {
         beds.push(Bed::new(k, &bench).with_context(|| format!("setting up {}", k.name()))?);
     }
-    // Stepped search, interleaved: one step per gateway per round, so that a noisy moment
-    // on the shared machine hits all of them alike.
-    for round in 0..24 {
-        let mut any = false;
-        for b in beds.iter_mut() {
-            if b.done(max_rate) {
-                continue;
-            }
-            any = true;
-            let rate = b.next_rate(start);
-            let s = b.step(&bench, rate, secs)?;
-            let ok = s.load.loss() <= MAX_LOSS;
-            eprintln!(
-                "round {round:2} {:34} {:7}/s sent {:9.0}/s loss {:6.3}% gateway {:6.1} µs/txn",
-                b.kind.name(),
-                rate,
-                s.load.sent_rate(),
-                s.load.loss() * 100.0,
-                s.per_txn_us()
-            );
-            if ok && s.load.sent_rate() < 0.9 * rate as f64 {
-                // The generator could not send this fast, and the gateway kept up with all
-                // it got: the gateway's limit is above what this machine can offer it.
-                b.load_limited = true;
-            }
-            if ok {
-                b.ok = Some(s);
-            } else {
-                b.failed = Some(rate);
-            }
-        }
-        if !any {
-            break;
-        }
-    }
+    search(&mut beds, &bench, secs, start, max_rate)?;
     let at = |k: Kind| beds.iter().position(|b| b.kind == k).unwrap();
     let (i_plain, i_ceiling, i_rport, i_kamailio) = (
         at(Kind::Plain),
