@@ -82,11 +82,32 @@ mod prog {
     pub fn rport(ctx: XdpContext) -> u32 {
         // A datagram to and from no SIP port: its ports decide it, before the scratch slot
         // and the full parse. The same outcome as `parse` + `classify` give it.
-        if not_sip(&ctx) {
-            count_known(Outcome::NotSip.counters(Done::default()).bits());
+        if not_sip_counted(ctx.ctx) {
             return xdp_action::XDP_PASS;
         }
         frame(ctx.ctx)
+    }
+
+    /// [`not_sip`], and the counts of such a datagram: true when it is one (its verdict
+    /// is XDP_PASS).
+    ///
+    /// Not inlined: the SIP_PORTS and counter lookups need a key on the stack, and any
+    /// stack in [`rport`] adds to every call chain below [`frame`], whose deepest (the tag
+    /// check's SipHash) is at the verifier's 512-byte limit without it.
+    #[inline(never)]
+    fn not_sip_counted(raw: *mut aya_ebpf::bindings::xdp_md) -> bool {
+        // A volatile read of the context keeps it one argument: LLVM would otherwise pass
+        // `data` and `data_end` instead (argument promotion), and the verifier refuses
+        // the arithmetic its u32-to-pointer widening does on `data_end` ("pointer
+        // arithmetic on pkt_end prohibited").
+        // SAFETY: the context the program was called with.
+        let _ = unsafe { core::ptr::read_volatile(&(*raw).ingress_ifindex) };
+        let ctx = XdpContext::new(raw);
+        if !not_sip(&ctx) {
+            return false;
+        }
+        count_known(Outcome::NotSip.counters(Done::default()).bits());
+        true
     }
 
     /// Everything after [`not_sip`]: the parse, the scan, the decision.
