@@ -456,7 +456,9 @@ pub fn judge_iface(i: &Iface) -> Vec<Line> {
         Result::Ok(XskMode::Zerocopy) => add(
             "af_xdp",
             Ok,
-            format!("{n}: AF_XDP binds on queue 0, zero-copy supported (rport receives in copy mode; --egress bypass sends in zero-copy)"),
+            format!(
+                "{n}: AF_XDP binds on queue 0, zero-copy supported (rport receives in copy mode; --egress bypass sends in zero-copy)"
+            ),
             None,
         ),
         Result::Ok(XskMode::Copy) => add(
