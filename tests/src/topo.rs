@@ -285,7 +285,26 @@ impl Rport {
         log: &Path,
         extra: &[&str],
     ) -> Result<Rport> {
-        let bin = rport_bin()?;
+        Rport::start_with(gw, outside, inside, pins, log, extra, None, &[])
+    }
+
+    /// [`Rport::start`] with another build of rport (`bin`; None: this one) and extra
+    /// environment for it (the bench's A/B variants).
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        gw: &Ns,
+        outside: &str,
+        inside: &str,
+        pins: &Bpffs,
+        log: &Path,
+        extra: &[&str],
+        bin: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Rport> {
+        let bin = match bin {
+            Some(b) => b.to_path_buf(),
+            None => rport_bin()?,
+        };
         let pin_dir = pins.dir.join("rport");
         let mut c = gw.cmd(&bin);
         c.args([
@@ -297,7 +316,8 @@ impl Rport {
             "--pin-path",
         ])
         .arg(&pin_dir)
-        .args(extra);
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn(c, "rport run", log)?;
         let r = Rport {
             proc,

@@ -686,44 +686,16 @@ impl Setup {
 /// Starts rport as `Rport::start` does, with the binary and environment of `setup`.
 fn start_rport(gw: &Ns, pins: &Bpffs, log: &std::path::Path, setup: &Setup) -> Result<Rport> {
     let args: Vec<&str> = setup.rport_args.iter().map(String::as_str).collect();
-    if setup.rport_bin.is_none() && setup.rport_env.is_empty() {
-        return Rport::start(gw, GW_OUTSIDE, GW_INSIDE, pins, log, &args);
-    }
-    let bin = match &setup.rport_bin {
-        Some(b) => b.clone(),
-        None => rport_tests::ns::rport_bin()?,
-    };
-    let pin_dir = pins.dir.join("rport");
-    let mut c = gw.cmd(&bin);
-    c.args([
-        "run",
-        "--outside",
+    Rport::start_with(
+        gw,
         GW_OUTSIDE,
-        "--inside",
         GW_INSIDE,
-        "--pin-path",
-    ])
-    .arg(&pin_dir)
-    .args(&args)
-    .envs(setup.rport_env.iter().map(|(k, v)| (k, v)));
-    let r = Rport {
-        proc: Proc::spawn(c, "rport run", log)?,
-        bin,
-        ns_name: gw.name.clone(),
-        log: log.to_path_buf(),
-        pins: pin_dir,
-    };
-    let t = Instant::now();
-    while r.stats().is_err() {
-        if t.elapsed() > Duration::from_secs(10) {
-            bail!(
-                "rport run did not come up: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(r)
+        pins,
+        log,
+        &args,
+        setup.rport_bin.as_deref(),
+        &setup.rport_env,
+    )
 }
 
 impl Bed {
