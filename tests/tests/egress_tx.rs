@@ -306,3 +306,50 @@ fn the_default_kernel_egress_sends_nothing_by_tx() {
     assert_eq!(d["forwarded"], N as u64, "{d}");
     assert_eq!(forwarded_by_kernel(&t), N as u64, "all by the kernel");
 }
+
+/// The inside interface deleted and made again under its name (a container or link
+/// restart): the daemon reattaches, and its requests leave by AF_XDP TX on the new
+/// interface again. Before, the TX sockets stayed bound to the old ifindex, and every
+/// request went the kernel's way as `bypass_other` from then on.
+#[test]
+fn the_inside_interface_recreated_gets_its_tx_sockets_again() {
+    if !can_run("egress_tx", &["ip", "nft", "ethtool", "nstat"]) {
+        return;
+    }
+    let t = bed().unwrap();
+    let pins = Bpffs::new().unwrap();
+    let rport = t.rport(&pins, &["--egress", "bypass"]).unwrap();
+    resolve_server(&t.gw);
+    let got = at_server(&t, N, || send(&t, registers("before", N)));
+    assert_eq!(got.len(), N, "{}", daemon(&rport));
+    assert_eq!(daemon(&rport)["bypass_sent"], N as u64);
+
+    t.gw.ip(&["link", "del", GW_INSIDE]).unwrap();
+    rport_tests::topo::server_leg(&t.gw, &t.server).unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while daemon(&rport)["iface_reattached"].as_u64().unwrap_or(0) < 1 {
+        assert!(Instant::now() < end, "not reattached: {}", daemon(&rport));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    resolve_server(&t.gw);
+    let before = daemon(&rport);
+    let got = at_server(&t, N, || send(&t, registers("after", N)));
+    let d = daemon(&rport);
+    assert_eq!(
+        got.len(),
+        N,
+        "requests at the server after the link came back: {d}"
+    );
+    assert!(
+        got.iter().all(|m| rewritten(m)),
+        "all rewritten: {d}\n{}",
+        std::fs::read_to_string(&rport.log).unwrap_or_default()
+    );
+    let sent = d["bypass_sent"].as_u64().unwrap() - before["bypass_sent"].as_u64().unwrap();
+    let other = d["bypass_other"].as_u64().unwrap() - before["bypass_other"].as_u64().unwrap();
+    assert_eq!(
+        (sent, other),
+        (N as u64, 0),
+        "(by TX, the kernel's way as bypass_other) after the link came back: {d}"
+    );
+}

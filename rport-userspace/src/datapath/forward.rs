@@ -87,6 +87,27 @@ impl Workers {
         }
     }
 
+    /// `--egress bypass`: an inside interface came back under a new ifindex (`ifaces`: all
+    /// of them, with its new one). Its TX sockets were bound to the old one: the TX sockets
+    /// are opened again, and the running forwarding threads restarted with them (their
+    /// senders hold the sockets). Nothing to do under `--egress kernel`.
+    pub fn inside_back(&mut self, ebpf: &mut aya::Ebpf, ifaces: &[Iface]) -> Result<()> {
+        if self.ctx.egress.is_none() {
+            return Ok(());
+        }
+        self.ctx.egress = Some(open_egress(ifaces, &self.watch_stats));
+        let running: Vec<Iface> = self
+            .groups
+            .iter()
+            .filter(|g| !g.handles.is_empty())
+            .filter_map(|g| ifaces.iter().find(|i| i.slot == g.slot).cloned())
+            .collect();
+        for i in &running {
+            self.start_iface(ebpf, i)?;
+        }
+        Ok(())
+    }
+
     /// Opens one AF_XDP socket per rx queue of `iface` (an outside interface), registers
     /// it in XSKS and starts the threads that own them (one per queue, or `--workers` at
     /// most, each with several); the threads of a group that ran before are stopped
@@ -148,7 +169,7 @@ impl Workers {
             let mut xsks_owned = Vec::new();
             let mut stats_owned = Vec::new();
             for &q in &owned {
-                let xsk = XskQueue::open(&iface.name, iface.index, q)?;
+                let xsk = open_rebinding(&iface.name, iface.index, q)?;
                 let mut xsks: XskMap<_> =
                     XskMap::try_from(ebpf.map_mut(maps::XSKS).context("XSKS map")?)?;
                 xsks.set(iface.slot * MAX_QUEUES + q, xsk.fd(), 0)
@@ -358,9 +379,28 @@ fn tx_queues(ifname: &str) -> u32 {
 
 /// The AF_XDP TX sockets of every inside interface (`--egress bypass`). An interface
 /// where none can be opened sends the kernel's way (`bypass_other`), said once.
-fn open_egress(loaded: &Loaded, stats: &DaemonStats) -> Arc<[EgressIface]> {
+/// [`XskQueue::open`], tried again for up to a second while the queue is busy: the kernel
+/// lets go of a closed socket's queue in deferred work (xp_release_deferred), so the socket
+/// of a thread just stopped (`start_iface` restarting a group on the same interface) may
+/// hold it a moment after its close.
+fn open_rebinding(ifname: &str, ifindex: u32, queue: u32) -> Result<XskQueue> {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match XskQueue::open(ifname, ifindex, queue) {
+            Err(e)
+                if std::time::Instant::now() < end
+                    && e.chain().any(|c| c.to_string().contains("busy")) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn open_egress(ifaces: &[Iface], stats: &DaemonStats) -> Arc<[EgressIface]> {
     let mut out = Vec::new();
-    for i in loaded.ifaces.iter().filter(|i| i.role == role::INSIDE) {
+    for i in ifaces.iter().filter(|i| i.role == role::INSIDE) {
         match EgressIface::open(&i.name, i.index, tx_queues(&i.name), mtu(&i.name)) {
             Ok(e) => {
                 let n = tx_queues(&i.name) as u64;
@@ -420,7 +460,7 @@ pub fn start(
         .min()
         .unwrap_or(1500);
     let watch_stats = Arc::new(DaemonStats::default());
-    let egress = bypass(cfg).then(|| open_egress(loaded, &watch_stats));
+    let egress = bypass(cfg).then(|| open_egress(&loaded.ifaces, &watch_stats));
     let mut workers = Workers {
         stats: vec![watch_stats.clone()],
         watch_stats,

@@ -213,6 +213,23 @@ fn reattach(loaded: &mut Loaded, workers: &mut Workers, back: &Iface) -> Result<
             }
         }
     }
+    if back.role == role::INSIDE {
+        let ifaces: Vec<Iface> = loaded
+            .ifaces
+            .iter()
+            .map(|i| {
+                if i.slot == back.slot {
+                    back.clone()
+                } else {
+                    i.clone()
+                }
+            })
+            .collect();
+        if let Err(e) = workers.inside_back(&mut loaded.ebpf, &ifaces) {
+            let _ = remove_iface(loaded, back.index);
+            return Err(e);
+        }
+    }
     match loader::attach_iface(&mut loaded.ebpf, back, loaded.mode) {
         Ok(links) => {
             let n = links.len();
