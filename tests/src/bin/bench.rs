@@ -377,11 +377,7 @@ fn queues(quick: bool) -> Result<()> {
     }
     let bench = std::env::current_exe()?;
     let _stats = load::BpfStats::enable()?;
-    let (secs, start, max_rate) = if quick {
-        (1.0, 4_000, 256_000)
-    } else {
-        (3.0, 2_000, 512_000)
-    };
+    let (secs, start, max_rate) = search_steps(quick);
     let two = |label: &str, args: &[&str]| Setup {
         queues: 2,
         ports: vec![40000, 40001],
@@ -1026,17 +1022,23 @@ fn search(
 /// Maximum loss for a rate to count as sustained.
 const MAX_LOSS: f64 = 0.001;
 
+/// The stepped search's step length (s), first rate and highest rate (REGISTER/s):
+/// short under `--quick`.
+fn search_steps(quick: bool) -> (f64, u64, u64) {
+    if quick {
+        (1.0, 4_000, 256_000)
+    } else {
+        (3.0, 2_000, 512_000)
+    }
+}
+
 fn gateways(quick: bool) -> Result<()> {
     if !can_run("bench gateways", &["ip", "kamailio", "ethtool"]) {
         return Ok(());
     }
     let bench = std::env::current_exe()?;
     let _stats = load::BpfStats::enable()?;
-    let (secs, start, max_rate) = if quick {
-        (1.0, 4_000, 256_000)
-    } else {
-        (3.0, 2_000, 512_000)
-    };
+    let (secs, start, max_rate) = search_steps(quick);
     let t0 = Instant::now();
     let mut beds = Vec::new();
     for k in [
